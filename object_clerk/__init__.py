@@ -1,0 +1,80 @@
+"""object_clerk: a resilient, checksum-verifying wrapper around boto3's S3 client."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from object_clerk.clerk import UPLOAD_EXTRA_ARGS, ObjectClerk
+from object_clerk.errors import (
+    AccessDeniedError,
+    BucketNotFoundError,
+    ChecksumMismatchError,
+    ConfigurationError,
+    ConnectionFault,
+    InvalidRequestError,
+    NotFoundError,
+    ObjectClerkError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+    RequestRejectedError,
+    ServerError,
+    ThrottledError,
+    TLSError,
+    TransientError,
+    UnverifiableObjectError,
+    UnverifiableObjectWarning,
+)
+from object_clerk.etag import (
+    EtagCalculator,
+    PartLayout,
+    candidate_part_sizes,
+    compute_etag,
+    multipart_etag,
+    parse_etag,
+    plan_parts,
+)
+from object_clerk.retry import Retrier, RetryEvent, RetryPolicy, is_retryable, retry_transient
+from object_clerk.settings import ClerkSettings, load_settings
+from object_clerk.transfer import PART_SIZE_METADATA, TransferResult
+
+try:
+    __version__ = version("object-clerk")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "PART_SIZE_METADATA",
+    "UPLOAD_EXTRA_ARGS",
+    "AccessDeniedError",
+    "BucketNotFoundError",
+    "ChecksumMismatchError",
+    "ClerkSettings",
+    "ConfigurationError",
+    "ConnectionFault",
+    "EtagCalculator",
+    "InvalidRequestError",
+    "NotFoundError",
+    "ObjectClerk",
+    "ObjectClerkError",
+    "ObjectNotFoundError",
+    "PartLayout",
+    "PreconditionFailedError",
+    "RequestRejectedError",
+    "Retrier",
+    "RetryEvent",
+    "RetryPolicy",
+    "ServerError",
+    "TLSError",
+    "ThrottledError",
+    "TransferResult",
+    "TransientError",
+    "UnverifiableObjectError",
+    "UnverifiableObjectWarning",
+    "__version__",
+    "candidate_part_sizes",
+    "compute_etag",
+    "is_retryable",
+    "load_settings",
+    "multipart_etag",
+    "parse_etag",
+    "plan_parts",
+    "retry_transient",
+]

@@ -1,0 +1,464 @@
+"""ObjectClerk: the facade. It holds the client, the retry policy and the transfer settings,
+checks its arguments, and hands the work to the transfer engine."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+from object_clerk.errors import ConfigurationError, InvalidRequestError
+from object_clerk.retry import Retrier, RetryEvent, botocore_attempts
+from object_clerk.settings import ClerkSettings, load_settings
+from object_clerk.transfer import BytesSink, TransferEngine, TransferResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+else:
+    S3Client = Any
+
+__all__ = ["UPLOAD_EXTRA_ARGS", "ObjectClerk"]
+
+logger = logging.getLogger("object_clerk")
+
+#: Arguments ``upload_object`` passes through to PutObject / CreateMultipartUpload, with
+#: boto3's names (the same list as s3transfer's ALLOWED_UPLOAD_ARGS, less the checksum ones,
+#: which the clerk sets itself).
+UPLOAD_EXTRA_ARGS = frozenset(
+    {
+        "ACL",
+        "BucketKeyEnabled",
+        "CacheControl",
+        "ContentDisposition",
+        "ContentEncoding",
+        "ContentLanguage",
+        "ContentType",
+        "ExpectedBucketOwner",
+        "Expires",
+        "GrantFullControl",
+        "GrantRead",
+        "GrantReadACP",
+        "GrantWriteACP",
+        "Metadata",
+        "ObjectLockLegalHoldStatus",
+        "ObjectLockMode",
+        "ObjectLockRetainUntilDate",
+        "RequestPayer",
+        "SSECustomerAlgorithm",
+        "SSECustomerKey",
+        "SSECustomerKeyMD5",
+        "SSEKMSEncryptionContext",
+        "SSEKMSKeyId",
+        "ServerSideEncryption",
+        "StorageClass",
+        "Tagging",
+        "WebsiteRedirectLocation",
+    }
+)
+
+# S3's rules, relaxed to what Ceph RGW accepts for legacy buckets (upper case, underscores).
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
+_MAX_KEY_BYTES = 1024
+
+
+class ObjectClerk:
+    """A verified, retrying S3 client for get, head, upload, copy, move, delete and list.
+
+    Every operation survives transient faults (bounded retries with jittered exponential
+    backoff) and verifies every byte it moves against the server's ETag.
+
+    Example::
+
+        clerk = ObjectClerk(host="127.0.0.1", port=7480, access_key="...", secret_key="...",
+                            use_ssl=False)
+        clerk.upload_object(b"hello", "bucket", "greeting.txt")
+        assert clerk.get_object("bucket", "greeting.txt") == b"hello"
+
+        clerk = ObjectClerk(client=boto3.client("s3"))   # adopt an existing client
+        clerk = ObjectClerk.from_env()                     # OBJECT_CLERK_* variables, .env
+
+    Arguments left as None come from :class:`~object_clerk.ClerkSettings`, that is from the
+    environment and ``.env``, or from ``settings`` when given. Without keys, boto3's default
+    credential chain applies (profiles, AWS_* variables, instance roles).
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        access_key: str | int | None = None,
+        secret_key: str | int | None = None,
+        retry_delay: float | None = None,
+        retry_backoff: float | None = None,
+        retry_jitter: float | tuple[float, float] | None = None,
+        retry_max_delay: float | None = None,
+        retry_tries: int | None = None,
+        use_ssl: bool | None = None,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        session_token: str | None = None,
+        ca_bundle: str | Path | None = None,
+        verify_tls: bool | None = None,
+        retry_deadline: float | None = None,
+        multipart_threshold: int | None = None,
+        strict_verification: bool | None = None,
+        client: S3Client | None = None,
+        settings: ClerkSettings | None = None,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+        retrier: Retrier | None = None,
+    ) -> None:
+        overrides: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            # The seed's README passes numbers as keys; boto3 needs strings.
+            "access_key": None if access_key is None else str(access_key),
+            "secret_key": None if secret_key is None else str(secret_key),
+            "session_token": session_token,
+            "retry_delay": retry_delay,
+            "retry_backoff": retry_backoff,
+            "retry_jitter": retry_jitter,
+            "retry_max_delay": retry_max_delay,
+            "retry_tries": retry_tries,
+            "retry_deadline": retry_deadline,
+            "use_ssl": use_ssl,
+            "endpoint_url": endpoint_url,
+            "region": region,
+            "ca_bundle": ca_bundle,
+            "verify_tls": verify_tls,
+            "multipart_threshold": multipart_threshold,
+            "strict_verification": strict_verification,
+        }
+        overrides = {name: value for name, value in overrides.items() if value is not None}
+        if settings is None:
+            settings = load_settings(**overrides)
+        elif overrides:
+            settings = load_settings(**{**settings.model_dump(), **overrides})
+        self.settings = settings
+        policy = settings.retry_policy()
+        if retrier is None:
+            retrier = Retrier(policy, on_retry=on_retry)
+        self._client = client if client is not None else _build_client(settings)
+        self._engine = TransferEngine(
+            self._client, retrier, settings.transfer(), strict=settings.strict_verification
+        )
+        if client is not None and botocore_attempts(client.meta.config) > 1:
+            logger.warning(
+                "the injected client retries on its own (%d attempts per request): a failing"
+                " request can make up to %d HTTP attempts; configure it with"
+                " retries={'max_attempts': 0} to leave retries to object_clerk",
+                botocore_attempts(client.meta.config),
+                self.max_http_attempts,
+            )
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ObjectClerk:
+        """Build a clerk from the environment and ``.env`` (see the configuration table)."""
+        return cls(settings=load_settings(**overrides))
+
+    @property
+    def client(self) -> S3Client:
+        """The underlying boto3 S3 client: the escape hatch for anything not wrapped here."""
+        return self._client
+
+    @property
+    def retrier(self) -> Retrier:
+        return self._engine.retrier
+
+    @property
+    def max_http_attempts(self) -> int:
+        """The most HTTP attempts one failing request can make: the clerk's tries times
+        botocore's own attempts (1 for clients the clerk builds)."""
+        return self._engine.retrier.policy.tries * botocore_attempts(self._client.meta.config)
+
+    def __repr__(self) -> str:
+        endpoint = self._client.meta.endpoint_url
+        return f"ObjectClerk(endpoint_url={endpoint!r}, region={self._client.meta.region_name!r})"
+
+    # ---------------------------------------------------------------- operations ----
+
+    def get_object(self, bucket: str, key: str, verify_checksum: bool = True) -> bytes:
+        """Return the object's bytes, verified against the ETag of the same GET response.
+
+        The MD5 (or, for a multipart object, the MD5 of each part) is computed as the body
+        arrives; no extra request is needed except, once per store, a ``HeadObject
+        (PartNumber=1)`` probe for a multipart object whose layout object_clerk did not record.
+        A body cut short is resumed from the bytes already held, pinned with ``If-Match``.
+
+        Raises:
+            ObjectNotFoundError, BucketNotFoundError, AccessDeniedError: not retried.
+            ChecksumMismatchError: the bytes did not verify on any attempt.
+            UnverifiableObjectError: in strict mode, when the ETag cannot prove the content.
+            TransientError: the last transient failure, once the retries are spent.
+        """
+        _check_object(bucket, key, "get_object")
+        sink = BytesSink()
+        self._engine.read(bucket, key, sink, verify=verify_checksum)
+        return sink.getvalue()
+
+    def get_object_info(self, bucket: str, key: str) -> dict[str, Any]:
+        """Return the object's metadata (HeadObject), as boto3 returns it, less
+        ``ResponseMetadata``.
+
+        The dict has at least these keys:
+
+        * ``ContentLength`` (int): size in bytes;
+        * ``ETag`` (str): quoted, as S3 returns it;
+        * ``ContentType`` (str or None);
+        * ``LastModified`` (datetime);
+        * ``Metadata`` (dict[str, str]): user metadata, without the ``x-amz-meta-`` prefix;
+        * ``VersionId`` (str or None): None when the bucket is not versioned.
+
+        Other HeadObject fields (``StorageClass``, ``ServerSideEncryption``, ...) are passed
+        through when the server sends them.
+        """
+        _check_object(bucket, key, "get_object_info")
+        response = dict(
+            self._engine.call(
+                "HeadObject", bucket, key, lambda: self._client.head_object(Bucket=bucket, Key=key)
+            )
+        )
+        response.pop("ResponseMetadata", None)
+        response.setdefault("ContentType", None)
+        response.setdefault("Metadata", {})
+        response.setdefault("VersionId", None)
+        return response
+
+    def upload_object(
+        self,
+        data: bytes | bytearray | memoryview | str | Path | Any,
+        bucket: str,
+        key: str,
+        verify_checksum: bool = True,
+        *,
+        metadata: dict[str, str] | None = None,
+        content_type: str | None = None,
+        storage_class: str | None = None,
+        extra_args: dict[str, Any] | None = None,
+    ) -> TransferResult:
+        """Upload ``data`` and verify what the server stored.
+
+        Args:
+            data: bytes, a path (str or Path), or a binary file object, read from its current
+                position. A non-seekable stream is read part by part with bounded memory.
+            metadata, content_type, storage_class: shortcuts for the boto3 arguments
+                ``Metadata``, ``ContentType`` and ``StorageClass``.
+            extra_args: further PutObject arguments with boto3's names, checked against
+                :data:`UPLOAD_EXTRA_ARGS`.
+
+        Objects of ``MULTIPART_THRESHOLD`` bytes or more are uploaded in parts. Every body
+        carries its Content-MD5, so the server refuses damaged bytes, and the returned ETag
+        is compared with the one computed while reading. A mismatch is retried; if it
+        persists the stored object is removed and ChecksumMismatchError raised. A failed
+        multipart upload is aborted.
+        """
+        _check_object(bucket, key, "upload_object")
+        args = dict(extra_args or {})
+        unknown = set(args) - UPLOAD_EXTRA_ARGS
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown upload arguments {sorted(unknown)}; allowed: {sorted(UPLOAD_EXTRA_ARGS)}",
+                operation="upload_object",
+                bucket=bucket,
+                key=key,
+            )
+        for name, value in (
+            ("Metadata", metadata),
+            ("ContentType", content_type),
+            ("StorageClass", storage_class),
+        ):
+            if value is not None:
+                args[name] = value
+        return self._engine.upload(data, bucket, key, extra_args=args, verify=verify_checksum)
+
+    def copy_object(
+        self,
+        source_bucket: str,
+        source_key: str,
+        destination_bucket: str,
+        destination_key: str,
+        verify_checksum: bool = True,
+    ) -> TransferResult:
+        """Copy server-side and verify the destination's ETag equals the source's.
+
+        The source's ETag is read first and the copy pinned to it. A multipart source is
+        copied part by part in its own layout (found as for :meth:`get_object`), so its ETag
+        is kept and compared; no data flows through the client.
+        """
+        _check_copy(source_bucket, source_key, destination_bucket, destination_key, "copy_object")
+        return self._engine.copy(
+            source_bucket,
+            source_key,
+            destination_bucket,
+            destination_key,
+            verify=verify_checksum,
+        )
+
+    def move_object(
+        self,
+        source_bucket: str,
+        source_key: str,
+        destination_bucket: str,
+        destination_key: str,
+        verify_checksum: bool = True,
+    ) -> TransferResult:
+        """Copy, then delete the source once the copy has verified.
+
+        A move is not atomic: for a moment both objects exist, and if the delete fails the
+        source remains (the error is raised; the copy stays). The source is never deleted
+        when the copy failed or did not verify. With ``verify_checksum=False`` (or when the
+        copy is unverifiable, outside strict mode) the source is deleted only if the
+        destination exists with the source's size.
+        """
+        operation = "move_object"
+        _check_copy(source_bucket, source_key, destination_bucket, destination_key, operation)
+        result = self._engine.copy(
+            source_bucket,
+            source_key,
+            destination_bucket,
+            destination_key,
+            verify=verify_checksum,
+            operation=operation,
+        )
+        if not result.verified:
+            info = self.get_object_info(destination_bucket, destination_key)
+            if int(info["ContentLength"]) != result.size:
+                raise InvalidRequestError(
+                    "the copy's size differs from the source's; the source was kept",
+                    operation=operation,
+                    bucket=destination_bucket,
+                    key=destination_key,
+                )
+        self.delete_object(source_bucket, source_key)
+        return result
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete the object. Deleting an object that does not exist is not an error (S3)."""
+        _check_object(bucket, key, "delete_object")
+        self._engine.call(
+            "DeleteObject", bucket, key, lambda: self._client.delete_object(Bucket=bucket, Key=key)
+        )
+
+    def list_objects(
+        self, bucket: str, page_size: int = 1000, *, prefix: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Iterate lazily over every object in the bucket, page after page.
+
+        Yields ListObjectsV2 ``Contents`` entries: dicts with ``Key``, ``Size``, ``ETag``,
+        ``LastModified`` and ``StorageClass``. Each page request is retried on its own, so a
+        failure on page 7 does not restart the listing.
+        """
+        _check_bucket(bucket, "list_objects")
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not 1 <= page_size <= 1000
+        ):
+            raise InvalidRequestError(
+                f"page_size must be a whole number from 1 to 1000, got {page_size!r}",
+                operation="list_objects",
+                bucket=bucket,
+            )
+        return self._list(bucket, page_size, prefix)
+
+    def _list(self, bucket: str, page_size: int, prefix: str | None) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": page_size}
+        if prefix:
+            params["Prefix"] = prefix
+        while True:
+            page = self._engine.call(
+                "ListObjectsV2", bucket, None, lambda: self._client.list_objects_v2(**params)
+            )
+            contents = page.get("Contents", [])
+            yield from (dict(entry) for entry in contents)
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+            if token:
+                params["ContinuationToken"] = token
+            elif contents:
+                params.pop("ContinuationToken", None)
+                params["StartAfter"] = contents[-1]["Key"]
+            else:
+                return
+
+
+def _build_client(settings: ClerkSettings) -> S3Client:
+    session = boto3.session.Session(
+        aws_access_key_id=settings.access_key.get_secret_value() if settings.access_key else None,
+        aws_secret_access_key=(
+            settings.secret_key.get_secret_value() if settings.secret_key else None
+        ),
+        aws_session_token=(
+            settings.session_token.get_secret_value() if settings.session_token else None
+        ),
+        region_name=settings.region,
+    )
+    if bool(settings.access_key) != bool(settings.secret_key):
+        raise ConfigurationError(
+            "give both access_key and secret_key, or neither (for the AWS credential chain)",
+            variable="OBJECT_CLERK_SECRET_KEY"
+            if settings.access_key
+            else "OBJECT_CLERK_ACCESS_KEY",
+        )
+    verify: bool | str | None = None  # None: boto3's chain, including AWS_CA_BUNDLE
+    if settings.ca_bundle is not None:
+        if not settings.ca_bundle.is_file():
+            raise ConfigurationError(
+                f"CA bundle not found: {settings.ca_bundle}", variable="OBJECT_CLERK_CA_BUNDLE"
+            )
+        verify = str(settings.ca_bundle)
+    elif not settings.verify_tls:
+        verify = False
+    config = settings.client_config()
+    concurrency = settings.transfer()
+    wanted_pool = max(concurrency.upload_concurrency, concurrency.download_concurrency) + 2
+    if "max_pool_connections" not in settings.s3_client_config and wanted_pool > 10:
+        config = config.merge(Config(max_pool_connections=wanted_pool))
+    client: S3Client = session.client(
+        "s3", endpoint_url=settings.resolved_endpoint(), verify=verify, config=config
+    )
+    return client
+
+
+def _check_bucket(bucket: object, operation: str) -> None:
+    if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket) or ".." in bucket:
+        raise InvalidRequestError(
+            f"invalid bucket name {bucket!r}: 3 to 255 letters, digits, dots, hyphens or"
+            " underscores, starting and ending with a letter or digit",
+            operation=operation,
+        )
+
+
+def _check_object(bucket: object, key: object, operation: str) -> None:
+    _check_bucket(bucket, operation)
+    assert isinstance(bucket, str)
+    if not isinstance(key, str) or not key:
+        raise InvalidRequestError(
+            f"the key must be a non-empty string, got {key!r}", operation=operation, bucket=bucket
+        )
+    if len(key.encode("utf-8")) > _MAX_KEY_BYTES:
+        raise InvalidRequestError(
+            f"the key is {len(key.encode('utf-8'))} bytes long in UTF-8;"
+            f" S3 allows {_MAX_KEY_BYTES}",
+            operation=operation,
+            bucket=bucket,
+        )
+
+
+def _check_copy(source_bucket: str, source_key: str, bucket: str, key: str, operation: str) -> None:
+    _check_object(source_bucket, source_key, operation)
+    _check_object(bucket, key, operation)
+    if (source_bucket, source_key) == (bucket, key):
+        raise InvalidRequestError(
+            "source and destination are the same object"
+            + ("; a move onto itself would delete it" if operation == "move_object" else ""),
+            operation=operation,
+            bucket=bucket,
+            key=key,
+        )

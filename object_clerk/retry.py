@@ -1,0 +1,262 @@
+"""The retry policy: which errors are retried, how long to wait, and when to give up.
+
+Strategy: the `retry` module's loop runs the attempts and re-raises the last error itself, so
+callers see our typed exception, never a retry-library wrapper. object_clerk passes it no
+delay of its own and does the waiting in the ``on_exception`` hook instead, because only there
+can it (a) classify the error, (b) enforce an overall deadline, (c) report the delay it chose
+to logs and hooks, and (d) use an injectable sleep and random source for tests.
+
+Two traps in the `retry` module shape this code: ``tries=-1`` retries forever, and an
+``on_exception`` hook that returns True makes the loop *return None* instead of raising. So
+tries is validated to be at least 1, and the hook stops retries by re-raising, never by
+returning True.
+
+botocore has a retry layer too. object_clerk's clients turn it off (``max_attempts: 0``), so
+a failing request makes exactly ``tries`` HTTP attempts. See :func:`botocore_attempts`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+from retry.api import retry_call
+
+from object_clerk.errors import (
+    ChecksumMismatchError,
+    ConfigurationError,
+    ObjectClerkError,
+    TransientError,
+    translated,
+)
+
+__all__ = [
+    "Retrier",
+    "RetryEvent",
+    "RetryPolicy",
+    "botocore_attempts",
+    "is_retryable",
+    "retry_transient",
+]
+
+logger = logging.getLogger("object_clerk.retry")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Jitter = float | tuple[float, float]
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True when trying again may succeed: transient faults and checksum mismatches.
+
+    4xx errors (bad request, access denied, not found, precondition failed), TLS certificate
+    failures, bad input and configuration errors are never retried.
+    """
+    return isinstance(exc, (TransientError, ChecksumMismatchError))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry. A value object: safe to share between threads.
+
+    The delay before retry n follows the `retry` module's rule: the first is ``delay``; each
+    next one is the previous times ``backoff``, plus ``jitter`` (a number, or a random value
+    in a ``(min, max)`` range), capped at ``max_delay``. No new attempt starts once
+    ``deadline`` seconds have passed since the first one began (None: no deadline).
+
+    Example::
+
+        RetryPolicy(tries=5, delay=0.5, backoff=2, jitter=(0, 0.5), max_delay=10, deadline=120)
+    """
+
+    tries: int = 5
+    delay: float = 0.5
+    backoff: float = 2.0
+    jitter: Jitter = (0.0, 0.5)
+    max_delay: float = 10.0
+    deadline: float | None = 120.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tries, int) or isinstance(self.tries, bool) or self.tries < 1:
+            raise ConfigurationError(
+                f"retry_tries must be a whole number >= 1, got {self.tries!r}"
+                " (-1, 'forever', is refused on purpose)",
+                variable="retry_tries",
+            )
+        _check_non_negative("retry_delay", self.delay)
+        _check_non_negative("retry_max_delay", self.max_delay)
+        if self.backoff < 1:
+            raise ConfigurationError(
+                f"retry_backoff must be >= 1, got {self.backoff!r}", variable="retry_backoff"
+            )
+        if isinstance(self.jitter, tuple):
+            low, high = self.jitter
+            if low < 0 or high < low:
+                raise ConfigurationError(
+                    f"retry_jitter range must be 0 <= min <= max, got {self.jitter!r}",
+                    variable="retry_jitter",
+                )
+        else:
+            _check_non_negative("retry_jitter", self.jitter)
+        if self.deadline is not None and self.deadline <= 0:
+            raise ConfigurationError(
+                f"retry_deadline must be > 0 seconds, got {self.deadline!r}",
+                variable="retry_deadline",
+            )
+
+    def next_delay(self, previous: float | None, rng: random.Random) -> float:
+        """The delay before the next retry, given the one before it (None for the first)."""
+        if previous is None:
+            return min(self.delay, self.max_delay)
+        extra = rng.uniform(*self.jitter) if isinstance(self.jitter, tuple) else self.jitter
+        return min(previous * self.backoff + extra, self.max_delay)
+
+
+def _check_non_negative(name: str, value: float) -> None:
+    if value < 0:
+        raise ConfigurationError(f"{name} must be >= 0, got {value!r}", variable=name)
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    """What a retry hook receives, and what the WARNING log record carries as ``retry``."""
+
+    operation: str
+    bucket: str | None
+    key: str | None
+    attempt: int
+    max_attempts: int
+    error: ObjectClerkError
+    delay: float
+    elapsed: float
+
+
+@dataclass
+class _CallState:
+    started: float
+    attempt: int = 0
+    delay: float | None = None
+
+
+@dataclass
+class Retrier:
+    """Runs callables under a :class:`RetryPolicy`. Thread-safe: per-call state is local.
+
+    ``sleep``, ``rng`` and ``clock`` are injectable so tests are fast and deterministic;
+    ``on_retry`` is called with a :class:`RetryEvent` before each wait.
+    """
+
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.monotonic
+    on_retry: Callable[[RetryEvent], None] | None = None
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        operation: str,
+        bucket: str | None = None,
+        key: str | None = None,
+    ) -> T:
+        """Call ``fn`` until it succeeds, a non-retryable error occurs, or the policy gives up.
+
+        ``fn`` must raise ObjectClerkError subclasses (see ``errors.translate_error``); any
+        other exception is a bug and propagates at once. The last error is raised as is.
+        """
+        state = _CallState(started=self.clock())
+
+        def attempt() -> T:
+            state.attempt += 1
+            return fn()
+
+        def on_exception(exc: ObjectClerkError) -> bool:
+            if not is_retryable(exc) or state.attempt >= self.policy.tries:
+                if not is_retryable(exc):
+                    raise exc
+                return False  # the loop sees no tries left and re-raises exc
+            delay = self.policy.next_delay(state.delay, self.rng)
+            elapsed = self.clock() - state.started
+            if self.policy.deadline is not None and elapsed + delay > self.policy.deadline:
+                logger.warning(
+                    "giving up %s after %d attempt(s): the %.1fs retry deadline would pass: %s",
+                    operation,
+                    state.attempt,
+                    self.policy.deadline,
+                    exc,
+                )
+                raise exc
+            state.delay = delay
+            event = RetryEvent(
+                operation, bucket, key, state.attempt, self.policy.tries, exc, delay, elapsed
+            )
+            logger.warning(
+                "retrying %s (attempt %d of %d failed: %s); next attempt in %.2fs",
+                operation,
+                state.attempt,
+                self.policy.tries,
+                exc,
+                delay,
+                extra={"retry": event},
+            )
+            if self.on_retry is not None:
+                self.on_retry(event)
+            self.sleep(delay)
+            return False
+
+        result: T = retry_call(
+            attempt,
+            exceptions=ObjectClerkError,
+            tries=self.policy.tries,
+            delay=0,
+            logger=None,
+            on_exception=on_exception,
+        )
+        return result
+
+
+def retry_transient(
+    policy: RetryPolicy | None = None, *, operation: str | None = None
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Decorator: retry the wrapped function's transient failures under ``policy``.
+
+    The function should raise ObjectClerkError subclasses; botocore and network errors are
+    translated for it. Example::
+
+        @retry_transient(RetryPolicy(tries=3))
+        def fetch(client, bucket, key): ...
+    """
+    retrier = Retrier(policy or RetryPolicy())
+
+    def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+        name = operation or fn.__name__
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            def once() -> T:
+                with translated(name):
+                    return fn(*args, **kwargs)
+
+            return retrier.call(once, operation=name)
+
+        return wrapper
+
+    return decorate
+
+
+def botocore_attempts(config: Any) -> int:
+    """How many HTTP attempts botocore itself makes per request under this client Config."""
+    retries = getattr(config, "retries", None) or {}
+    if "total_max_attempts" in retries:
+        return max(1, int(retries["total_max_attempts"]))
+    if "max_attempts" in retries:
+        return max(1, int(retries["max_attempts"]) + 1)
+    mode = retries.get("mode", "legacy")
+    return 3 if mode in ("standard", "adaptive") else 5

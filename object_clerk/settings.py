@@ -1,0 +1,286 @@
+"""Settings: the only module that reads the environment, and only when settings are created.
+
+Precedence, lowest first: defaults, the ``.env`` file, environment variables, then arguments
+given to :class:`ClerkSettings` or :class:`~object_clerk.ObjectClerk`. The seed's variables
+(``MULTIPART_THRESHOLD``, ``S3_CLIENT_CONFIG``, ``S3_UPLOAD_CONFIG``, ``S3_DOWNLOAD_CONFIG``)
+keep their names; every other variable starts with ``OBJECT_CLERK_``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from botocore.config import Config
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as _PydanticSettingsError
+
+from object_clerk.errors import ConfigurationError
+from object_clerk.etag import MiB
+from object_clerk.retry import RetryPolicy
+
+__all__ = ["DEFAULT_CLIENT_CONFIG", "ClerkSettings", "TransferSettings", "load_settings"]
+
+ENV_PREFIX = "OBJECT_CLERK_"
+
+# Merged under S3_CLIENT_CONFIG: a key the user sets wins, the others keep these values.
+# - retries max_attempts 0: botocore makes one HTTP attempt; the clerk's policy is the only
+#   retry layer, so attempts never multiply.
+# - when_required checksums: botocore >= 1.36 otherwise sends aws-chunked bodies with CRC
+#   trailers over HTTPS, which Ceph RGW 16 answers with 411 MissingContentLength. The clerk
+#   sends Content-MD5 itself, which every S3 store checks.
+DEFAULT_CLIENT_CONFIG: dict[str, Any] = {
+    "connect_timeout": 60,
+    "read_timeout": 60,
+    "retries": {"max_attempts": 0},
+    "request_checksum_calculation": "when_required",
+    "response_checksum_validation": "when_required",
+}
+
+# TransferConfig keys the clerk understands. Others are refused, naming the variable.
+_UPLOAD_KEYS = {"multipart_threshold", "multipart_chunksize", "max_concurrency", "use_threads"}
+_DOWNLOAD_KEYS = {
+    "multipart_threshold",
+    "multipart_chunksize",
+    "max_concurrency",
+    "use_threads",
+    "io_chunksize",
+}
+_IGNORED_TRANSFER_KEYS = {"max_io_queue", "num_download_attempts", "max_bandwidth"}
+
+
+def _alias(name: str) -> Any:
+    return AliasChoices(name, name.lower())
+
+
+class ClerkSettings(BaseSettings):
+    """Everything that configures an ObjectClerk, read from the environment and ``.env``.
+
+    Example::
+
+        settings = ClerkSettings()                      # environment + .env
+        settings = ClerkSettings(endpoint_url="http://127.0.0.1:7480", retry_tries=3)
+        clerk = ObjectClerk(settings=settings)
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    multipart_threshold: int = Field(8 * MiB, ge=1, validation_alias=_alias("MULTIPART_THRESHOLD"))
+    s3_client_config: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=_alias("S3_CLIENT_CONFIG")
+    )
+    s3_upload_config: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=_alias("S3_UPLOAD_CONFIG")
+    )
+    s3_download_config: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=_alias("S3_DOWNLOAD_CONFIG")
+    )
+
+    endpoint_url: str | None = None
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    use_ssl: bool = True
+    region: str | None = None
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    ca_bundle: Path | None = None
+    verify_tls: bool = True
+
+    retry_tries: int = Field(5, ge=1)
+    retry_delay: float = Field(0.5, ge=0)
+    retry_backoff: float = Field(2.0, ge=1)
+    retry_jitter: float | tuple[float, float] = (0.0, 0.5)
+    retry_max_delay: float = Field(10.0, ge=0)
+    retry_deadline: float | None = Field(120.0, gt=0)
+
+    strict_verification: bool = False
+
+    @field_validator("s3_client_config")
+    @classmethod
+    def _check_client_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Config(**{**DEFAULT_CLIENT_CONFIG, **value})
+        except TypeError as exc:
+            raise ValueError(f"not a botocore Config: {exc}") from exc
+        return value
+
+    @field_validator("s3_upload_config")
+    @classmethod
+    def _check_upload_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_transfer_config(value, _UPLOAD_KEYS)
+
+    @field_validator("s3_download_config")
+    @classmethod
+    def _check_download_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_transfer_config(value, _DOWNLOAD_KEYS)
+
+    @field_validator("retry_jitter")
+    @classmethod
+    def _check_jitter(cls, value: float | tuple[float, float]) -> float | tuple[float, float]:
+        low, high = value if isinstance(value, tuple) else (value, value)
+        if low < 0 or high < low:
+            raise ValueError("jitter must be >= 0, or a (min, max) range with 0 <= min <= max")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    def resolved_endpoint(self) -> str | None:
+        """The endpoint URL: ``endpoint_url``, else built from host, port and use_ssl."""
+        if self.endpoint_url:
+            return self.endpoint_url
+        if self.host:
+            scheme = "https" if self.use_ssl else "http"
+            host = (
+                f"[{self.host}]"
+                if ":" in self.host and not self.host.startswith("[")
+                else self.host
+            )
+            return f"{scheme}://{host}:{self.port}" if self.port else f"{scheme}://{host}"
+        return None
+
+    def client_config(self) -> Config:
+        """botocore Config: the defaults above, overlaid with S3_CLIENT_CONFIG."""
+        merged = {**DEFAULT_CLIENT_CONFIG, **self.s3_client_config}
+        return Config(**merged)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            tries=self.retry_tries,
+            delay=self.retry_delay,
+            backoff=self.retry_backoff,
+            jitter=self.retry_jitter,
+            max_delay=self.retry_max_delay,
+            deadline=self.retry_deadline,
+        )
+
+    def transfer(self) -> TransferSettings:
+        up, down = self.s3_upload_config, self.s3_download_config
+        return TransferSettings(
+            multipart_threshold=self.multipart_threshold,
+            upload_chunksize=int(up.get("multipart_chunksize", 8 * MiB)),
+            upload_concurrency=_concurrency(up),
+            download_threshold=int(down.get("multipart_threshold", 8 * MiB)),
+            download_chunksize=int(down.get("multipart_chunksize", 8 * MiB)),
+            download_concurrency=_concurrency(down),
+            io_chunksize=int(down.get("io_chunksize", 256 * 1024)),
+        )
+
+    def __repr_args__(self) -> Any:
+        # SecretStr already masks credentials; keep them out of the repr entirely.
+        hidden = {"access_key", "secret_key", "session_token"}
+        return [(k, v) for k, v in super().__repr_args__() if k not in hidden]
+
+
+class TransferSettings:
+    """Plain transfer values derived from the settings (no environment access)."""
+
+    __slots__ = (
+        "download_chunksize",
+        "download_concurrency",
+        "download_threshold",
+        "io_chunksize",
+        "multipart_threshold",
+        "upload_chunksize",
+        "upload_concurrency",
+    )
+
+    def __init__(
+        self,
+        *,
+        multipart_threshold: int,
+        upload_chunksize: int,
+        upload_concurrency: int,
+        download_threshold: int,
+        download_chunksize: int,
+        download_concurrency: int,
+        io_chunksize: int,
+    ) -> None:
+        self.multipart_threshold = multipart_threshold
+        self.upload_chunksize = upload_chunksize
+        self.upload_concurrency = upload_concurrency
+        self.download_threshold = download_threshold
+        self.download_chunksize = download_chunksize
+        self.download_concurrency = download_concurrency
+        self.io_chunksize = io_chunksize
+
+
+def _concurrency(config: dict[str, Any]) -> int:
+    if config.get("use_threads") is False:
+        return 1
+    return int(config.get("max_concurrency", 10))
+
+
+def _check_transfer_config(value: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    unknown = set(value) - allowed - _IGNORED_TRANSFER_KEYS
+    if unknown:
+        raise ValueError(f"unknown TransferConfig keys {sorted(unknown)}; known: {sorted(allowed)}")
+    for name in ("multipart_threshold", "multipart_chunksize", "max_concurrency", "io_chunksize"):
+        if name in value and (
+            not isinstance(value[name], int) or isinstance(value[name], bool) or value[name] < 1
+        ):
+            raise ValueError(f"{name} must be a whole number >= 1, got {value[name]!r}")
+    return value
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    info = ClerkSettings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        if isinstance(first, str):
+            return first
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> ClerkSettings:
+    """Create settings from the environment and ``.env``, with ``overrides`` on top.
+
+    Raises:
+        ConfigurationError: naming the variable whose value is invalid.
+    """
+    try:
+        return ClerkSettings(**overrides)
+    except ValidationError as exc:
+        raise _configuration_error(exc, overrides) from None
+    except _PydanticSettingsError as exc:
+        # Raised for malformed JSON in a dict-valued variable; its text names the field.
+        field = next((f for f in ClerkSettings.model_fields if f'"{f}"' in str(exc)), None)
+        variable = env_name(field) if field else None
+        raise ConfigurationError(
+            f"{variable or 'a setting'} is not valid JSON: {_json_hint(field)}", variable=variable
+        ) from None
+
+
+def _configuration_error(exc: ValidationError, overrides: dict[str, Any]) -> ConfigurationError:
+    problems = []
+    first_variable = None
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        field = field.lower() if field.lower() in ClerkSettings.model_fields else field
+        variable = field if field in overrides else env_name(field)
+        first_variable = first_variable or variable
+        # Never echo the offending value of a credential.
+        shown = "" if "key" in field or "token" in field else f" (got {error.get('input')!r})"
+        problems.append(f"{variable}: {error['msg']}{shown}")
+    return ConfigurationError("invalid settings: " + "; ".join(problems), variable=first_variable)
+
+
+def _json_hint(field: str | None) -> str:
+    example = {"s3_client_config": DEFAULT_CLIENT_CONFIG}.get(field or "", {"max_concurrency": 10})
+    return f"expected a JSON object such as {json.dumps(example)}"
