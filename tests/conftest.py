@@ -67,4 +67,6 @@ def bucket(backend: Backend) -> str:
 @pytest.fixture
 def clerk(backend: Backend) -> ObjectClerk:
     """A clerk with fast retries, on the current backend."""
-    return ObjectClerk(**backend.clerk_kwargs(), retry_delay=0.01, retry_jitter=0.0, retry_max_delay=0.05)
+    return ObjectClerk(
+        **backend.clerk_kwargs(), retry_delay=0.01, retry_jitter=0.0, retry_max_delay=0.05
+    )

@@ -135,7 +135,12 @@ class MotoServer:
 
 
 def ceph_backends(env: dict[str, str]) -> Iterator[Backend]:
-    yield Backend("ceph-http", env["CEPH_RGW_ENDPOINT"], env["CEPH_RGW_ACCESS_KEY"], env["CEPH_RGW_SECRET_KEY"])
+    yield Backend(
+        "ceph-http",
+        env["CEPH_RGW_ENDPOINT"],
+        env["CEPH_RGW_ACCESS_KEY"],
+        env["CEPH_RGW_SECRET_KEY"],
+    )
     yield Backend(
         "ceph-https",
         env["CEPH_RGW_HTTPS_ENDPOINT"],
