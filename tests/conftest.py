@@ -51,6 +51,14 @@ def ceph(request: pytest.FixtureRequest) -> Iterator[Backend]:
     b.cleanup()
 
 
+@pytest.fixture(params=("ceph-http", "ceph-https"))
+def ceph_any(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Ceph RGW over HTTP, then over HTTPS: where only a real Ceph checks request bodies."""
+    b = _make_backend(request.param, request)
+    yield b
+    b.cleanup()
+
+
 @pytest.fixture
 def moto(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """moto's server only: for AWS-only behaviour (PartNumber, SSE-KMS headers)."""

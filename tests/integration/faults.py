@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import socket
 import threading
 from collections import Counter
 from typing import Any
@@ -25,10 +24,14 @@ class RequestLog:
         operation = event_name.rsplit(".", 1)[-1]
         with self._lock:
             self.counts[operation] += 1
-            self.headers.append((operation, dict(request.headers)))
+            self.headers.append((operation, {k: _text(v) for k, v in request.headers.items()}))
 
     def ranges(self, operation: str = "GetObject") -> list[str | None]:
         return [h.get("Range") for op, h in self.headers if op == operation]
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 def _flip(body: bytes, at: int) -> bytes:
@@ -40,8 +43,10 @@ def _flip(body: bytes, at: int) -> bytes:
 class CorruptRequestBodies:
     """Flips one bit in the body of the next ``times`` requests of ``operation``.
 
-    With ``fix_md5=True`` it also rewrites Content-MD5 to match the damaged body, so the
-    server accepts and stores the damaged bytes: only an ETag comparison can catch that.
+    By default the bytes are damaged on the wire, after signing (``before-send``): the
+    server's own checks must refuse them. With ``fix_md5=True`` they are damaged before
+    signing and Content-MD5 is recomputed to match, as a client-side bug would: the server
+    accepts and stores the damaged bytes, and only an ETag comparison can catch that.
     """
 
     def __init__(self, client: Any, operation: str, times: int, *, fix_md5: bool = False) -> None:
@@ -49,19 +54,34 @@ class CorruptRequestBodies:
         self.done = 0
         self.fix_md5 = fix_md5
         self._lock = threading.Lock()
-        client.meta.events.register(f"before-send.s3.{operation}", self._damage)
+        event = "before-sign" if fix_md5 else "before-send"
+        client.meta.events.register(f"{event}.s3.{operation}", self._damage)
 
-    def _damage(self, request: Any, **_: Any) -> None:
+    def _claim(self, content: bytes) -> bool:
         with self._lock:
-            if self.remaining <= 0 or not isinstance(request.body, (bytes, bytearray)):
-                return
-            if not request.body:
-                return
+            if self.remaining <= 0 or not content:
+                return False
             self.remaining -= 1
             self.done += 1
-        request.body = _flip(bytes(request.body), len(request.body) // 2)
+            return True
+
+    def _damage(self, request: Any, **_: Any) -> None:
+        attribute = "data" if self.fix_md5 else "body"
+        body = getattr(request, attribute)
+        if hasattr(body, "read"):  # botocore wraps a bytes Body in a BytesIO
+            start = body.tell()
+            content = body.read()
+            body.seek(start)
+        else:
+            content = bytes(body or b"")
+        if not self._claim(content):
+            return
+        damaged = _flip(content, len(content) // 2)
+        setattr(request, attribute, damaged)
         if self.fix_md5:
-            digest = hashlib.md5(request.body).digest()
+            digest = hashlib.md5(damaged).digest()
+            # botocore's headers append on assignment: remove the old value first.
+            del request.headers["Content-MD5"]
             request.headers["Content-MD5"] = base64.b64encode(digest).decode()
 
 
@@ -98,7 +118,8 @@ class CorruptResponseBodies:
 
 
 class _BreakingBody:
-    """Reads ``after`` bytes of the real body, then shuts the real socket down."""
+    """Reads ``after`` bytes of the real body, then closes the real HTTP response under it,
+    so the next read hits a genuinely truncated stream (urllib3 raises IncompleteRead)."""
 
     def __init__(self, body: Any, after: int) -> None:
         self._body = body
@@ -108,11 +129,10 @@ class _BreakingBody:
     def read(self, amt: int | None = None) -> bytes:
         if self._left <= 0 and not self.broken:
             self.broken = True
-            connection = getattr(self._body._raw_stream, "_connection", None)
-            sock = getattr(connection, "sock", None)
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
-        want = self._left if (amt is None or (0 < self._left < amt)) and self._left > 0 else amt
+            self._body._raw_stream._fp.close()
+        want = amt
+        if self._left > 0 and (amt is None or amt > self._left):
+            want = self._left
         chunk: bytes = self._body.read(want)
         self._left -= len(chunk)
         return chunk
