@@ -307,9 +307,8 @@ def test_refused_connection_retries_exactly_then_fails_typed(
     )
     log = RequestLog(clerk.client)
     assert clerk.max_http_attempts == 4
-    with caplog.at_level(logging.WARNING, logger="object_clerk"):
-        with pytest.raises(ConnectionFault):
-            clerk.get_object("bucket", "key")
+    with caplog.at_level(logging.WARNING, logger="object_clerk"), pytest.raises(ConnectionFault):
+        clerk.get_object("bucket", "key")
     assert log.counts["GetObject"] == 4
     retries = [r for r in caplog.records if hasattr(r, "retry")]
     assert [r.retry.attempt for r in retries] == [1, 2, 3]
