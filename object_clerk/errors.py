@@ -257,6 +257,15 @@ def translate_error(
 
     The caller raises the result ``from exc``. An ObjectClerkError passes through unchanged.
     """
+    mapped = _classify(exc, operation, bucket, key)
+    if mapped is None:
+        raise TypeError(f"not an S3 or network error: {type(exc).__name__}") from exc
+    return mapped
+
+
+def _classify(
+    exc: BaseException, operation: str, bucket: str | None, key: str | None
+) -> ObjectClerkError | None:
     if isinstance(exc, ObjectClerkError):
         return exc
     context: dict[str, Any] = {"operation": operation, "bucket": bucket, "key": key}
@@ -294,7 +303,7 @@ def translate_error(
         # urllib3's ProtocolError/ReadTimeoutError escape from StreamingBody.read() unwrapped
         # on some botocore versions; OSError covers resets raised straight from the socket.
         return ConnectionFault(f"{type(exc).__name__}: {_short(exc)}", **context)
-    raise TypeError(f"not an S3 or network error: {type(exc).__name__}") from exc
+    return None
 
 
 def _from_client_error(exc: bce.ClientError, context: dict[str, Any]) -> ObjectClerkError:
@@ -319,6 +328,8 @@ def _from_client_error(exc: bce.ClientError, context: dict[str, Any]) -> ObjectC
         )
     if code in _THROTTLE_CODES or status in (429, 503):
         return ThrottledError(f"throttled: {text}", **context)
+    if status == 501 or code == "NotImplemented":
+        return RequestRejectedError(f"not implemented by this store: {text}", **context)
     if code in _TRANSIENT_4XX_CODES or (isinstance(status, int) and status >= 500):
         return ServerError(f"server error: {text}", **context)
     return RequestRejectedError(f"request rejected: {text}", **context)
@@ -360,8 +371,7 @@ def translated(operation: str, bucket: str | None = None, key: str | None = None
     except ObjectClerkError:
         raise
     except Exception as exc:
-        try:
-            mapped = translate_error(exc, operation=operation, bucket=bucket, key=key)
-        except TypeError:
-            raise exc from None
+        mapped = _classify(exc, operation, bucket, key)
+        if mapped is None:
+            raise  # not ours to translate: unchanged, with its own cause
         raise mapped from exc

@@ -49,7 +49,7 @@ EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 _COMMON_PART_SIZES = tuple(
     n * MiB for n in (8, 16, 15, 5, 10, 32, 64, 50, 100, 128, 256, 500, 512, 1024, 2048, 4096)
 )
-_ETAG_RE = re.compile(r'^"?([0-9a-fA-F]{32})(?:-(\d+))?"?$')
+_ETAG_RE = re.compile(r'^("?)([0-9a-fA-F]{32})(?:-([1-9]\d*))?\1$')
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,8 @@ def parse_etag(etag: str | None) -> ParsedEtag | None:
     match = _ETAG_RE.match(etag.strip())
     if match is None:
         return None
-    parts = match.group(2)
-    return ParsedEtag(match.group(1).lower(), int(parts) if parts is not None else None)
+    parts = match.group(3)
+    return ParsedEtag(match.group(2).lower(), int(parts) if parts is not None else None)
 
 
 def adjust_chunksize(chunksize: int, size: int | None = None) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -91,20 +92,29 @@ class RetryPolicy:
             )
         _check_non_negative("retry_delay", self.delay)
         _check_non_negative("retry_max_delay", self.max_delay)
-        if self.backoff < 1:
+        if not math.isfinite(self.backoff) or self.backoff < 1:
             raise ConfigurationError(
                 f"retry_backoff must be >= 1, got {self.backoff!r}", variable="retry_backoff"
             )
+        if isinstance(self.jitter, list):
+            object.__setattr__(self, "jitter", tuple(self.jitter))
         if isinstance(self.jitter, tuple):
+            if len(self.jitter) != 2:
+                raise ConfigurationError(
+                    f"retry_jitter must be a number or a (min, max) pair, got {self.jitter!r}",
+                    variable="retry_jitter",
+                )
             low, high = self.jitter
-            if low < 0 or high < low:
+            _check_non_negative("retry_jitter", low)
+            _check_non_negative("retry_jitter", high)
+            if high < low:
                 raise ConfigurationError(
                     f"retry_jitter range must be 0 <= min <= max, got {self.jitter!r}",
                     variable="retry_jitter",
                 )
         else:
             _check_non_negative("retry_jitter", self.jitter)
-        if self.deadline is not None and self.deadline <= 0:
+        if self.deadline is not None and not (math.isfinite(self.deadline) and self.deadline > 0):
             raise ConfigurationError(
                 f"retry_deadline must be > 0 seconds, got {self.deadline!r}",
                 variable="retry_deadline",
@@ -119,7 +129,7 @@ class RetryPolicy:
 
 
 def _check_non_negative(name: str, value: float) -> None:
-    if value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         raise ConfigurationError(f"{name} must be >= 0, got {value!r}", variable=name)
 
 

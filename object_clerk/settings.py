@@ -72,6 +72,8 @@ class ClerkSettings(BaseSettings):
         extra="ignore",
         populate_by_name=True,
         validate_default=True,
+        # Never echo a rejected value in pydantic's own errors: it may be a credential.
+        hide_input_in_errors=True,
     )
 
     multipart_threshold: int = Field(8 * MiB, ge=1, validation_alias=_alias("MULTIPART_THRESHOLD"))
@@ -108,9 +110,12 @@ class ClerkSettings(BaseSettings):
     @field_validator("s3_client_config")
     @classmethod
     def _check_client_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        retries = value.get("retries", {})
+        if not isinstance(retries, dict):
+            raise ValueError("'retries' must be a JSON object, e.g. {\"max_attempts\": 0}")
         try:
             Config(**{**DEFAULT_CLIENT_CONFIG, **value})
-        except TypeError as exc:
+        except Exception as exc:  # botocore raises its own types for bad retry settings
             raise ValueError(f"not a botocore Config: {exc}") from exc
         return value
 
@@ -282,5 +287,8 @@ def _configuration_error(exc: ValidationError, overrides: dict[str, Any]) -> Con
 
 
 def _json_hint(field: str | None) -> str:
-    example = {"s3_client_config": DEFAULT_CLIENT_CONFIG}.get(field or "", {"max_concurrency": 10})
-    return f"expected a JSON object such as {json.dumps(example)}"
+    if field == "s3_client_config":
+        return f"expected a JSON object such as {json.dumps(DEFAULT_CLIENT_CONFIG)}"
+    if field in ("s3_upload_config", "s3_download_config"):
+        return 'expected a JSON object such as {"max_concurrency": 10}'
+    return "expected a number, or [min, max] for a jitter range"

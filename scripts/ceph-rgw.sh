@@ -224,6 +224,8 @@ rgw data = $DIR/rgw
 # with auth disabled radosgw loops forever unless its mon client mode is crc
 ms mon client mode = crc
 rgw exit timeout secs = 5
+# the seed README's buckets (source_bucket, bucket_name) are legacy names with underscores
+rgw relaxed s3 bucket names = true
 # free deleted data (RAM, with memstore) within seconds, not hours
 rgw gc obj min wait = 5
 rgw gc processor period = 5
