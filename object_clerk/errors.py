@@ -27,6 +27,7 @@ ever holds a credential: messages are built from the server's error code and mes
 from __future__ import annotations
 
 import http.client
+import re
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -282,7 +283,9 @@ def _classify(
             **context,
         )
     if isinstance(exc, bce.ParamValidationError):
-        return InvalidRequestError(f"invalid request parameters: {exc}", **context)
+        # botocore quotes the offending values, which may be secrets (SSECustomerKey): drop them.
+        text = re.sub(r"value: .*?, type:", "type:", str(exc))
+        return InvalidRequestError(f"invalid request parameters: {text}", **context)
     if isinstance(exc, bce.UnseekableStreamError):
         return InvalidRequestError("the request body cannot be rewound for a retry", **context)
     if isinstance(

@@ -8,6 +8,7 @@ keep their names; every other variable starts with ``OBJECT_CLERK_``.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,9 @@ class ClerkSettings(BaseSettings):
 
     def client_config(self) -> Config:
         """botocore Config: the defaults above, overlaid with S3_CLIENT_CONFIG."""
-        merged = {**DEFAULT_CLIENT_CONFIG, **self.s3_client_config}
+        # Deep copies: botocore rewrites the `retries` dict of a Config in place when it builds
+        # a client, which would otherwise alter the defaults and the settings for every clerk.
+        merged = copy.deepcopy({**DEFAULT_CLIENT_CONFIG, **self.s3_client_config})
         return Config(**merged)
 
     def retry_policy(self) -> RetryPolicy:

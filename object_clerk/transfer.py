@@ -23,6 +23,7 @@ Strategy:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import io
@@ -786,15 +787,13 @@ class TransferEngine:
         )
         source_etag = parse_etag(head.get("ETag"))
         size = int(head.get("ContentLength") or 0)
-        if (
-            verify
-            and source_etag is not None
-            and size
-            and (source_etag.multipart or size > MAX_PART_SIZE)
-        ):
+        multipart = source_etag is not None and source_etag.multipart
+        if size and ((verify and multipart) or size > MAX_PART_SIZE):
             layout = self.discover_layout(source_bucket, source_key, head)
             if isinstance(layout, ObjectLayout):
-                copied = self._copy_by_parts(source_bucket, source_key, head, layout, bucket, key)
+                copied = self._copy_by_parts(
+                    source_bucket, source_key, head, layout, bucket, key, verify=verify
+                )
                 if copied is not None:
                     return copied
         heads = [dict(head)]
@@ -898,55 +897,108 @@ class TransferEngine:
         layout: ObjectLayout,
         bucket: str,
         key: str,
+        *,
+        verify: bool,
     ) -> TransferResult | None:
-        """Copy part by part in the source's layout. None when no candidate layout matches."""
-        source_etag = str(head["ETag"])
-        candidates = (
-            layout.part_sizes if layout.authoritative else layout.part_sizes[:_COPY_CANDIDATES]
-        )
+        """Copy part by part in the source's layout, so the copy's ETag equals the source's.
+
+        Each candidate layout is tried in turn (only one when the layout is known): the
+        server's digests of the copied ranges must reproduce the source's ETag before the
+        upload is completed. Returns None when no candidate does and the object fits in one
+        CopyObject call; an object over 5 GiB is then copied in the first candidate layout
+        and reported unverifiable.
+        """
+        candidates = layout.part_sizes
+        if not layout.authoritative:
+            candidates = candidates[:_COPY_CANDIDATES]
+        if not verify:
+            candidates = candidates[:1]
         for part_size in candidates:
-            create_args: dict[str, Any] = {h: head[h] for h in _COPIED_HEADERS if head.get(h)}
-            create_args["Metadata"] = {
-                **(head.get("Metadata") or {}),
-                PART_SIZE_METADATA: str(part_size),
-            }
-            created = self.call(
-                "CreateMultipartUpload",
-                bucket,
-                key,
-                functools.partial(
-                    self.client.create_multipart_upload, Bucket=bucket, Key=key, **create_args
-                ),
+            copied = self._copy_in_layout(
+                source_bucket, source_key, head, layout, part_size, bucket, key, verify
             )
-            upload_id = created["UploadId"]
-            try:
-                parts = self._copy_parts(
-                    source_bucket, source_key, source_etag, layout.size, part_size,
-                    bucket, key, upload_id,
-                )  # fmt: skip
-                combined = multipart_etag(digest for _, _, digest in parts)
-                if combined != str(layout.etag):
-                    # The server's own digests of these ranges don't reproduce the source ETag.
-                    self._abort(bucket, key, upload_id)
-                    if layout.authoritative:
-                        raise ChecksumMismatchError(
-                            "the copied parts do not reproduce the source's ETag",
-                            expected=str(layout.etag),
-                            actual=combined,
-                            algorithm="multipart-md5",
-                            operation="UploadPartCopy",
-                            bucket=bucket,
-                            key=key,
-                        )
-                    continue
-                response = self._complete(bucket, key, upload_id, parts, combined)
-            except BaseException:
+            if copied is not None:
+                return copied
+        if layout.size <= MAX_PART_SIZE:
+            return None
+        self.unverifiable(
+            "no candidate part layout reproduces the source's ETag",
+            operation="copy_object",
+            bucket=bucket,
+            key=key,
+        )
+        copied = self._copy_in_layout(
+            source_bucket, source_key, head, layout, candidates[0], bucket, key, False
+        )
+        assert copied is not None
+        return dataclasses.replace(copied, verification="unverifiable")
+
+    def _copy_in_layout(
+        self,
+        source_bucket: str,
+        source_key: str,
+        head: dict[str, Any],
+        layout: ObjectLayout,
+        part_size: int,
+        bucket: str,
+        key: str,
+        verify: bool,
+    ) -> TransferResult | None:
+        """One part-by-part copy. None (upload aborted) when a guessed layout does not match."""
+        create_args: dict[str, Any] = {h: head[h] for h in _COPIED_HEADERS if head.get(h)}
+        create_args["Metadata"] = {
+            **(head.get("Metadata") or {}),
+            PART_SIZE_METADATA: str(part_size),
+        }
+        created = self.call(
+            "CreateMultipartUpload",
+            bucket,
+            key,
+            functools.partial(
+                self.client.create_multipart_upload, Bucket=bucket, Key=key, **create_args
+            ),
+        )
+        upload_id = created["UploadId"]
+        try:
+            parts = self._copy_parts(
+                source_bucket, source_key, str(head["ETag"]), layout.size, part_size,
+                bucket, key, upload_id,
+            )  # fmt: skip
+            digests = [digest for _, _, digest in parts]
+            combined = multipart_etag(digests) if all(digests) else None
+            if verify and combined is not None and combined != str(layout.etag):
+                # The server's own digests of these ranges do not reproduce the source's ETag.
+                if layout.authoritative:
+                    raise ChecksumMismatchError(
+                        "the copied parts do not reproduce the source's ETag (did the source"
+                        " change during the copy?)",
+                        expected=str(layout.etag),
+                        actual=combined,
+                        algorithm="multipart-md5",
+                        operation="UploadPartCopy",
+                        bucket=bucket,
+                        key=key,
+                    )
                 self._abort(bucket, key, upload_id)
-                raise
-            return self._check_completed(
-                bucket, key, response, combined, layout.size, {}, True, "multipart-md5"
+                return None
+            response = self._complete(bucket, key, upload_id, parts, combined or "")
+        except BaseException:
+            self._abort(bucket, key, upload_id)
+            raise
+        if verify and combined is None:
+            self.unverifiable(
+                "the store's part ETags are not MD5s (is the bucket encrypted with SSE-KMS?)",
+                operation="copy_object",
+                bucket=bucket,
+                key=key,
             )
-        return None
+            copied = self._check_completed(
+                bucket, key, response, "", layout.size, {}, False, "multipart-md5"
+            )
+            return dataclasses.replace(copied, verification="unverifiable")
+        return self._check_completed(
+            bucket, key, response, combined or "", layout.size, {}, verify, "multipart-md5"
+        )
 
     def _copy_parts(
         self,
@@ -959,6 +1011,9 @@ class TransferEngine:
         key: str,
         upload_id: str,
     ) -> list[tuple[int, str, bytes]]:
+        """UploadPartCopy every part, in parallel, each retried on its own. A part whose
+        ETag is not an MD5 gets an empty digest."""
+
         def copy_part(number: int, offset: int, length: int) -> tuple[int, str, bytes]:
             def attempt() -> tuple[int, str, bytes]:
                 response = self.client.upload_part_copy(
@@ -973,12 +1028,7 @@ class TransferEngine:
                 etag = str(response["CopyPartResult"]["ETag"])
                 parsed = parse_etag(etag)
                 if parsed is None or parsed.multipart:
-                    raise UnverifiableObjectError(
-                        "the store's part ETags are not MD5s",
-                        operation="UploadPartCopy",
-                        bucket=bucket,
-                        key=key,
-                    )
+                    return number, etag, b""
                 return number, etag, bytes.fromhex(parsed.hexdigest)
 
             return self.call("UploadPartCopy", bucket, key, attempt)

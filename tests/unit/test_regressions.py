@@ -99,3 +99,31 @@ def test_501_not_implemented_is_permanent() -> None:
 def test_malformed_etags_are_not_md5(etag: str) -> None:
     """One-sided quotes and a zero or zero-padded part count are not MD5 ETags."""
     assert parse_etag(etag) is None
+
+
+def test_building_a_client_does_not_alter_the_default_client_config() -> None:
+    """botocore rewrites a Config's `retries` dict in place when it builds a client; the
+    clerk's defaults and settings must not be affected."""
+    import boto3
+
+    from object_clerk.settings import DEFAULT_CLIENT_CONFIG
+
+    before = dict(DEFAULT_CLIENT_CONFIG["retries"])
+    settings = ClerkSettings(_env_file=None, s3_client_config={"retries": {"max_attempts": 2}})
+    for config in (ClerkSettings(_env_file=None).client_config(), settings.client_config()):
+        boto3.client("s3", region_name="us-east-1", config=config)
+    assert DEFAULT_CLIENT_CONFIG["retries"] == before
+    assert settings.s3_client_config == {"retries": {"max_attempts": 2}}
+
+
+def test_parameter_errors_never_quote_values() -> None:
+    """botocore's ParamValidationError quotes values (an SSE-C key, say); ours does not."""
+    from botocore.exceptions import ParamValidationError
+
+    report = (
+        "Invalid type for parameter SSECustomerKey, value: 987654321-secret-key, "
+        "type: <class 'int'>, valid types: <class 'str'>"
+    )
+    error = translate_error(ParamValidationError(report=report), operation="PutObject")
+    assert "SSECustomerKey" in str(error)
+    assert "987654321-secret-key" not in str(error)
