@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from object_clerk.clerk import UPLOAD_EXTRA_ARGS, ObjectClerk
+from object_clerk.engine import PART_SIZE_METADATA, TransferResult
 from object_clerk.errors import (
     AccessDeniedError,
     BucketNotFoundError,
@@ -33,7 +34,6 @@ from object_clerk.etag import (
 )
 from object_clerk.retry import Retrier, RetryEvent, RetryPolicy, is_retryable, retry_transient
 from object_clerk.settings import ClerkSettings, load_settings
-from object_clerk.transfer import PART_SIZE_METADATA, TransferResult
 
 try:
     __version__ = version("object-clerk")

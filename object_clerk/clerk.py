@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
+from object_clerk import copying, reads, uploads
+from object_clerk.engine import Engine, TransferResult
 from object_clerk.errors import ConfigurationError, InvalidRequestError
 from object_clerk.retry import Retrier, RetryEvent, botocore_attempts
 from object_clerk.settings import ClerkSettings, load_settings
-from object_clerk.transfer import BytesSink, TransferEngine, TransferResult
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -144,7 +145,7 @@ class ObjectClerk:
         if retrier is None:
             retrier = Retrier(policy, on_retry=on_retry)
         self._client = client if client is not None else _build_client(settings)
-        self._engine = TransferEngine(
+        self._engine = Engine(
             self._client, retrier, settings.transfer(), strict=settings.strict_verification
         )
         if client is not None and botocore_attempts(client.meta.config) > 1:
@@ -197,8 +198,8 @@ class ObjectClerk:
             TransientError: the last transient failure, once the retries are spent.
         """
         _check_object(bucket, key, "get_object")
-        sink = BytesSink()
-        self._engine.read(bucket, key, sink, verify=verify_checksum)
+        sink = reads.BytesSink()
+        reads.read(self._engine, bucket, key, sink, verify=verify_checksum)
         return sink.getvalue()
 
     def get_object_info(self, bucket: str, key: str) -> dict[str, Any]:
@@ -274,7 +275,9 @@ class ObjectClerk:
         ):
             if value is not None:
                 args[name] = value
-        return self._engine.upload(data, bucket, key, extra_args=args, verify=verify_checksum)
+        return uploads.upload(
+            self._engine, data, bucket, key, extra_args=args, verify=verify_checksum
+        )
 
     def copy_object(
         self,
@@ -291,7 +294,8 @@ class ObjectClerk:
         is kept and compared; no data flows through the client.
         """
         _check_copy(source_bucket, source_key, destination_bucket, destination_key, "copy_object")
-        return self._engine.copy(
+        return copying.copy(
+            self._engine,
             source_bucket,
             source_key,
             destination_bucket,
@@ -317,7 +321,8 @@ class ObjectClerk:
         """
         operation = "move_object"
         _check_copy(source_bucket, source_key, destination_bucket, destination_key, operation)
-        result = self._engine.copy(
+        result = copying.copy(
+            self._engine,
             source_bucket,
             source_key,
             destination_bucket,

@@ -256,8 +256,9 @@ def test_sse_kms_is_unverifiable_not_corrupt(moto: Backend) -> None:
         b"secret data", bucket, "kms", extra_args={"ServerSideEncryption": "aws:kms"}
     )
     assert result.verification == "content-md5"
-    with pytest.warns(UnverifiableObjectWarning, match="aws:kms"):
+    with pytest.warns(UnverifiableObjectWarning, match="aws:kms") as caught:
         assert clerk.get_object(bucket, "kms") == b"secret data"
+    assert caught[0].filename == __file__  # the warning points at the caller's line
     strict = fast_clerk(moto, strict_verification=True)
     with pytest.raises(UnverifiableObjectError):
         strict.get_object(bucket, "kms")

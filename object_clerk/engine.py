@@ -1,0 +1,348 @@
+"""The engine's core, shared by uploads, reads and copies: one boto3 client, one retry policy,
+and the steps every transfer needs (retried calls, part-layout discovery, completing or
+aborting a multipart upload, reporting what could not be verified).
+
+Strategy for multipart ETags: they need the part layout. :meth:`Engine.discover_layout` finds
+it from the size recorded in the object's metadata at upload (``object-clerk-part-size``),
+from ``HeadObject(PartNumber=1)`` on stores that honour it, or from candidate part sizes.
+Only the first two are authoritative; a guessed layout that matches nothing is reported as
+unverifiable, never as corruption.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from object_clerk.errors import (
+    ChecksumMismatchError,
+    ObjectClerkError,
+    UnverifiableObjectError,
+    UnverifiableObjectWarning,
+    translated,
+)
+from object_clerk.etag import (
+    ParsedEtag,
+    candidate_part_sizes,
+    parse_etag,
+)
+from object_clerk.retry import Retrier
+from object_clerk.settings import TransferSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+else:
+    S3Client = Any
+
+__all__ = ["PART_SIZE_METADATA", "Engine", "ObjectLayout", "TransferResult"]
+
+logger = logging.getLogger("object_clerk")
+
+T = TypeVar("T")
+
+#: User-metadata key under which object_clerk records the part size of a multipart upload.
+PART_SIZE_METADATA = "object-clerk-part-size"
+
+# Encryption that makes the ETag something other than an MD5 of the content.
+OPAQUE_SSE = {"aws:kms", "aws:kms:dsse"}
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What an upload, copy or move produced.
+
+    ``verification`` says how the stored bytes were proven:
+
+    * ``"md5"``: the object's ETag equals the MD5 of the bytes;
+    * ``"multipart-md5"``: its ETag equals the MD5-of-MD5s of the parts;
+    * ``"content-md5"``: the server checked every body against its Content-MD5, but the ETag
+      is not an MD5 (SSE-KMS), so it could not be compared;
+    * ``"unverifiable"``: nothing could prove the content (a warning was issued);
+    * ``"skipped"``: ``verify_checksum=False``.
+    """
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    version_id: str | None
+    verification: str
+
+    @property
+    def verified(self) -> bool:
+        return self.verification in ("md5", "multipart-md5", "content-md5")
+
+
+@dataclass(frozen=True)
+class ObjectLayout:
+    """The part layout of a stored object and how sure we are of it.
+
+    ``part_sizes`` holds one size when the layout is known (``authoritative``), or several
+    candidates, likeliest first, when it was guessed. Empty: nothing can explain the ETag.
+    """
+
+    size: int
+    etag: ParsedEtag
+    part_sizes: tuple[int, ...]
+    authoritative: bool
+    source: str
+
+
+class Engine:
+    """Runs S3 requests for the clerk over one boto3 client. Thread-safe."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        retrier: Retrier,
+        transfer: TransferSettings,
+        *,
+        strict: bool = False,
+    ) -> None:
+        self.client = client
+        self.retrier = retrier
+        self.transfer = transfer
+        self.strict = strict
+        # Whether HeadObject(PartNumber=1) reports PartsCount here (AWS, moto) or is ignored
+        # (Ceph RGW 16). Learned on first use; a benign race between threads.
+        self._part_number_supported: bool | None = None
+
+    def call(self, operation: str, bucket: str | None, key: str | None, fn: Callable[[], T]) -> T:
+        """Run one S3 request (or a small unit of work) with translation and retries."""
+
+        def once() -> T:
+            with translated(operation, bucket, key):
+                return fn()
+
+        return self.retrier.call(once, operation=operation, bucket=bucket, key=key)
+
+    def once(self, operation: str, bucket: str | None, key: str | None, fn: Callable[[], T]) -> T:
+        """Run one request with translation but no retries: for work inside a retried unit,
+        so that attempts never multiply."""
+        with translated(operation, bucket, key):
+            return fn()
+
+    def unverifiable(self, reason: str, *, operation: str, bucket: str, key: str) -> None:
+        """Report that content could not be proven: a warning, or an error in strict mode."""
+        error = UnverifiableObjectError(reason, operation=operation, bucket=bucket, key=key)
+        if self.strict:
+            raise error
+        logger.warning("%s", error)
+        warnings.warn(str(error), UnverifiableObjectWarning, stacklevel=_caller_stacklevel())
+
+    def discover_layout(
+        self,
+        bucket: str,
+        key: str,
+        response: Mapping[str, Any],
+        *,
+        nested: bool = False,
+    ) -> ObjectLayout | str:
+        """The part layout of the object a GET/HEAD ``response`` describes.
+
+        Returns a reason string instead when the ETag cannot prove the content at all.
+        ``nested``: called inside a retried unit, so a probe request is not retried itself.
+        """
+        reason = opaque_etag_reason(response)
+        if reason is not None:
+            return reason
+        etag = parse_etag(response.get("ETag"))
+        assert etag is not None  # opaque_etag_reason checked it
+        size = int(response.get("ContentLength") or 0)
+        if "ContentRange" in response:
+            size = int(str(response["ContentRange"]).rsplit("/", 1)[-1])
+        if etag.parts is None:
+            return ObjectLayout(size, etag, (0,), True, "single-part")
+        parts = etag.parts
+        if parts == 1:
+            return ObjectLayout(size, etag, (max(size, 1),), True, "one part")
+        recorded = _recorded_part_size(response.get("Metadata") or {})
+        if recorded is not None and _consistent(size, parts, recorded):
+            return ObjectLayout(size, etag, (recorded,), True, "recorded at upload")
+        if self._part_number_supported is not False:
+            part_size = self._probe_part_size(bucket, key, response, parts, nested)
+            if part_size is not None and _consistent(size, parts, part_size):
+                return ObjectLayout(size, etag, (part_size,), True, "HeadObject PartNumber=1")
+        candidates = candidate_part_sizes(size, parts)
+        if not candidates:
+            return f"no part size gives {parts} parts for {size} bytes"
+        return ObjectLayout(size, etag, tuple(candidates), False, "candidate part sizes")
+
+    def _probe_part_size(
+        self, bucket: str, key: str, response: Mapping[str, Any], parts: int, nested: bool
+    ) -> int | None:
+        # No If-Match here: moto compares it with part 1's own ETag and answers 412. A layout
+        # that does not fit the size and part count is discarded by the caller.
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "PartNumber": 1}
+        if response.get("VersionId"):
+            params["VersionId"] = response["VersionId"]
+        run = self.once if nested else self.call
+        head = run("HeadObject", bucket, key, lambda: self.client.head_object(**params))
+        count = head.get("PartsCount")
+        if count is None:
+            self._part_number_supported = False
+            logger.debug("store ignores HeadObject PartNumber; using candidate part sizes")
+            return None
+        self._part_number_supported = True
+        return int(head["ContentLength"]) if int(count) == parts else None
+
+    def complete_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str, bytes]],
+        expected: str,
+    ) -> dict[str, Any]:
+        layout: Any = {"Parts": [{"PartNumber": n, "ETag": etag} for n, etag, _ in parts]}
+        attempts = 0
+
+        def attempt() -> dict[str, Any]:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return dict(
+                    self.client.complete_multipart_upload(
+                        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=layout
+                    )
+                )
+            except Exception as exc:
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+                if attempts > 1 and code == "NoSuchUpload":
+                    # An earlier attempt completed the upload but its answer was lost.
+                    head: dict[str, Any] = dict(self.client.head_object(Bucket=bucket, Key=key))
+                    if str(parse_etag(head.get("ETag"))) == expected:
+                        return head
+                raise
+
+        return self.call("CompleteMultipartUpload", bucket, key, attempt)
+
+    def check_completed(
+        self,
+        bucket: str,
+        key: str,
+        response: dict[str, Any],
+        expected: str,
+        size: int,
+        extra_args: Mapping[str, Any],
+        verify: bool,
+        algorithm: str,
+    ) -> TransferResult:
+        etag_text = str(response.get("ETag") or "")
+        if not etag_text.strip('"'):
+            # Ceph RGW 16 answers CompleteMultipartUpload with an empty ETag: ask for it.
+            head = self.call(
+                "HeadObject", bucket, key, lambda: self.client.head_object(Bucket=bucket, Key=key)
+            )
+            etag_text = str(head.get("ETag") or "")
+            response = {**response, "VersionId": response.get("VersionId") or head.get("VersionId")}
+            response.setdefault("ServerSideEncryption", head.get("ServerSideEncryption"))
+        etag = parse_etag(etag_text)
+        version_id = response.get("VersionId")
+        if not verify:
+            return TransferResult(bucket, key, etag_text.strip('"'), size, version_id, "skipped")
+        if etag is None or opaque_put(response, extra_args):
+            # Every part passed the server's Content-MD5 check; the ETag cannot add to that.
+            return TransferResult(
+                bucket, key, etag_text.strip('"'), size, version_id, "content-md5"
+            )
+        if str(etag) != expected:
+            self.remove_corrupted(bucket, key)
+            raise ChecksumMismatchError(
+                "the completed object's ETag does not match its parts",
+                expected=expected,
+                actual=str(etag),
+                algorithm=algorithm,
+                operation="CompleteMultipartUpload",
+                bucket=bucket,
+                key=key,
+            )
+        return TransferResult(bucket, key, str(etag), size, version_id, algorithm)
+
+    def abort(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            self.call(
+                "AbortMultipartUpload",
+                bucket,
+                key,
+                lambda: self.client.abort_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=upload_id
+                ),
+            )
+        except ObjectClerkError as exc:
+            if exc.code == "NoSuchUpload":
+                return
+            logger.error(
+                "could not abort multipart upload %s of s3://%s/%s: %s", upload_id, bucket, key, exc
+            )
+
+    def remove_corrupted(self, bucket: str, key: str) -> None:
+        logger.error("removing s3://%s/%s: its stored bytes did not verify", bucket, key)
+        try:
+            self.call(
+                "DeleteObject",
+                bucket,
+                key,
+                lambda: self.client.delete_object(Bucket=bucket, Key=key),
+            )
+        except ObjectClerkError as exc:
+            logger.error("could not remove corrupted s3://%s/%s: %s", bucket, key, exc)
+
+
+def _caller_stacklevel() -> int:
+    """The warnings stacklevel of the first frame outside object_clerk and the retry module,
+    so a warning points at the caller's line however deep the clerk's call chain is."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").split(".")[0] in (
+        "object_clerk",
+        "retry",
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def opaque_etag_reason(response: Mapping[str, Any]) -> str | None:
+    """Why this object's ETag cannot prove its content, or None when it can."""
+    sse = response.get("ServerSideEncryption")
+    if sse in OPAQUE_SSE:
+        return f"the object is encrypted with {sse}, so its ETag is not an MD5 of its content"
+    if response.get("SSECustomerAlgorithm"):
+        return "the object is encrypted with a customer key (SSE-C), so its ETag is not an MD5"
+    if parse_etag(response.get("ETag")) is None:
+        return f"the ETag {response.get('ETag')!r} is not an MD5"
+    return None
+
+
+def opaque_put(response: Mapping[str, Any], extra_args: Mapping[str, Any]) -> bool:
+    return (
+        response.get("ServerSideEncryption") in OPAQUE_SSE
+        or extra_args.get("ServerSideEncryption") in OPAQUE_SSE
+        or bool(extra_args.get("SSECustomerAlgorithm"))
+        or bool(response.get("SSECustomerAlgorithm"))
+    )
+
+
+def _recorded_part_size(metadata: Mapping[str, str]) -> int | None:
+    value = metadata.get(PART_SIZE_METADATA)
+    if value is None or not value.isdigit():
+        return None
+    return int(value) or None
+
+
+def _consistent(size: int, parts: int, part_size: int) -> bool:
+    return part_size > 0 and max(1, -(-size // part_size)) == parts
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
