@@ -245,8 +245,9 @@ class ObjectClerk:
         """Upload ``data`` and verify what the server stored.
 
         Args:
-            data: bytes, a path (str or Path), or a binary file object, read from its current
-                position. A non-seekable stream is read part by part with bounded memory.
+            data: bytes, a path (str or Path), a binary file object (read from its current
+                position), or an iterable of bytes chunks such as a generator. Non-seekable
+                streams and iterables are read part by part with bounded memory.
             metadata, content_type, storage_class: shortcuts for the boto3 arguments
                 ``Metadata``, ``ContentType`` and ``StorageClass``.
             extra_args: further PutObject arguments with boto3's names, checked against

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
@@ -74,9 +74,12 @@ def open_source(data: object, stack: ExitStack, *, bucket: str, key: str) -> Sou
             raise InvalidRequestError(f"is a directory, not a file: {path}", **context)
         handle = stack.enter_context(path.open("rb"))
         return Source(handle.read, os.fstat(handle.fileno()).st_size)
+    if not callable(getattr(data, "read", None)) and isinstance(data, Iterable):
+        return Source(_iterator_reader(iter(data), context), None)
     if data is None or not callable(getattr(data, "read", None)):
         raise InvalidRequestError(
-            f"data must be bytes, a path or a binary file object, not {type(data).__name__}",
+            "data must be bytes, a path, a binary file object or an iterable of bytes,"
+            f" not {type(data).__name__}",
             **context,
         )
     if getattr(data, "closed", False):
@@ -88,6 +91,28 @@ def open_source(data: object, stack: ExitStack, *, bucket: str, key: str) -> Sou
     stream: IO[bytes] = data  # type: ignore[assignment]
     size = _remaining_size(stream)
     return Source(stream.read, size)
+
+
+def _iterator_reader(chunks: Iterator[object], context: dict[str, Any]) -> Callable[[int], bytes]:
+    """A read(n) over an iterator of bytes chunks (a generator, say): never more than ``n``
+    bytes plus one chunk are held."""
+    pending = bytearray()
+
+    def read(n: int) -> bytes:
+        while len(pending) < n:
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise InvalidRequestError(
+                    f"the iterable yielded {type(chunk).__name__}, not bytes", **context
+                )
+            pending.extend(chunk)
+        out = bytes(pending[:n])
+        del pending[:n]
+        return out
+
+    return read
 
 
 def _remaining_size(stream: IO[bytes]) -> int | None:
