@@ -219,11 +219,7 @@ class ObjectClerk:
         through when the server sends them.
         """
         _check_object(bucket, key, "get_object_info")
-        response = dict(
-            self._engine.call(
-                "HeadObject", bucket, key, lambda: self._client.head_object(Bucket=bucket, Key=key)
-            )
-        )
+        response = self._engine.head(bucket, key)
         response.pop("ResponseMetadata", None)
         response.setdefault("ContentType", None)
         response.setdefault("Metadata", {})

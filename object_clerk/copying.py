@@ -10,7 +10,6 @@ mid-copy.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,6 +21,7 @@ from object_clerk.engine import (
     TransferResult,
     opaque_etag_reason,
     quoted,
+    require_etag,
 )
 from object_clerk.errors import (
     ChecksumMismatchError,
@@ -68,14 +68,7 @@ def copy(
     call is made, and the unit "read the source's ETag, copy, compare" is what is retried,
     so a source that changed mid-copy is read again rather than reported as corrupt.
     """
-    head: dict[str, Any] = dict(
-        engine.call(
-            "HeadObject",
-            source_bucket,
-            source_key,
-            lambda: engine.client.head_object(Bucket=source_bucket, Key=source_key),
-        )
-    )
+    head = engine.head(source_bucket, source_key)
     source_etag = parse_etag(head.get("ETag"))
     size = int(head.get("ContentLength") or 0)
     multipart = source_etag is not None and source_etag.multipart
@@ -92,11 +85,7 @@ def copy(
 
     def attempt() -> TransferResult:
         nonlocal stored_mismatch
-        current = (
-            heads.pop()
-            if heads
-            else dict(engine.client.head_object(Bucket=source_bucket, Key=source_key))
-        )
+        current = heads.pop() if heads else engine.head(source_bucket, source_key, nested=True)
         try:
             return _copy_whole(
                 engine, source_bucket, source_key, current, bucket, key, verify, operation
@@ -142,7 +131,8 @@ def _copy_whole(
         # destination's ETag is compared with this one below.
         CopySourceIfMatch=quoted(source_text.strip('"')),
     )
-    dest_text = str(response.get("CopyObjectResult", {}).get("ETag") or "").strip('"')
+    dest_text = require_etag(response.get("CopyObjectResult", {}), "CopyObject", bucket, key)
+    dest_text = dest_text.strip('"')
     version_id = response.get("VersionId")
     if not verify:
         return TransferResult(bucket, key, dest_text, size, version_id, "skipped")
@@ -243,19 +233,10 @@ def _copy_in_layout(
         **(head.get("Metadata") or {}),
         PART_SIZE_METADATA: str(part_size),
     }
-    created = engine.call(
-        "CreateMultipartUpload",
-        bucket,
-        key,
-        functools.partial(
-            engine.client.create_multipart_upload, Bucket=bucket, Key=key, **create_args
-        ),
-    )
-    upload_id = created["UploadId"]
+    upload_id = engine.create_upload(bucket, key, create_args)
     try:
         parts = _copy_parts(
-    engine,
-            source_bucket, source_key, str(head["ETag"]), layout.size, part_size,
+            engine, source_bucket, source_key, str(head["ETag"]), layout.size, part_size,
             bucket, key, upload_id,
         )  # fmt: skip
         digests = [digest for _, _, digest in parts]
@@ -320,7 +301,7 @@ def _copy_parts(
                 CopySourceRange=f"bytes={offset}-{offset + length - 1}",
                 CopySourceIfMatch=source_etag,
             )
-            etag = str(response["CopyPartResult"]["ETag"])
+            etag = require_etag(response["CopyPartResult"], "UploadPartCopy", bucket, key)
             parsed = parse_etag(etag)
             if parsed is None or parsed.multipart:
                 return number, etag, b""

@@ -17,11 +17,13 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from object_clerk.errors import (
     ChecksumMismatchError,
     ObjectClerkError,
+    ServerError,
     UnverifiableObjectError,
     UnverifiableObjectWarning,
     translated,
@@ -47,6 +49,9 @@ T = TypeVar("T")
 
 #: User-metadata key under which object_clerk records the part size of a multipart upload.
 PART_SIZE_METADATA = "object-clerk-part-size"
+
+# How far before a call an upload it created may appear to start (client/server clock skew).
+_CLOCK_SLACK = timedelta(seconds=60)
 
 # Encryption that makes the ETag something other than an MD5 of the content.
 OPAQUE_SSE = {"aws:kms", "aws:kms:dsse"}
@@ -191,6 +196,71 @@ class Engine:
         self._part_number_supported = True
         return int(head["ContentLength"]) if int(count) == parts else None
 
+    def head(self, bucket: str, key: str, *, nested: bool = False) -> dict[str, Any]:
+        """HeadObject, retried (or a single attempt when ``nested``), with its ETag required."""
+
+        def attempt() -> dict[str, Any]:
+            response = dict(self.client.head_object(Bucket=bucket, Key=key))
+            require_etag(response, "HeadObject", bucket, key)
+            return response
+
+        return (self.once if nested else self.call)("HeadObject", bucket, key, attempt)
+
+    def create_upload(self, bucket: str, key: str, args: Mapping[str, Any]) -> str:
+        """CreateMultipartUpload, retried, without leaving orphans behind.
+
+        If an attempt's answer is lost (reset, timeout, 5xx after the fact), the server may
+        have created an upload we never heard of. Those are found afterwards (same key,
+        initiated since this call began) and aborted.
+        """
+        started = datetime.now(timezone.utc) - _CLOCK_SLACK
+        suspect = False
+
+        def attempt() -> str:
+            nonlocal suspect
+            try:
+                created = self.client.create_multipart_upload(Bucket=bucket, Key=key, **args)
+            except Exception:
+                suspect = True
+                raise
+            return str(created["UploadId"])
+
+        try:
+            upload_id = self.call("CreateMultipartUpload", bucket, key, attempt)
+        except ObjectClerkError:
+            if suspect:
+                self._abort_strays(bucket, key, started, keep=None)
+            raise
+        if suspect:
+            self._abort_strays(bucket, key, started, keep=upload_id)
+        return upload_id
+
+    def _abort_strays(self, bucket: str, key: str, started: datetime, *, keep: str | None) -> None:
+        try:
+            listing = self.call(
+                "ListMultipartUploads",
+                bucket,
+                key,
+                lambda: self.client.list_multipart_uploads(Bucket=bucket, Prefix=key),
+            )
+        except ObjectClerkError as exc:
+            logger.error("could not look for stray uploads of s3://%s/%s: %s", bucket, key, exc)
+            return
+        for upload in listing.get("Uploads", []):
+            initiated = upload.get("Initiated")
+            if (
+                upload.get("Key") == key
+                and upload.get("UploadId") != keep
+                and isinstance(initiated, datetime)
+                and initiated >= started
+            ):
+                logger.warning(
+                    "aborting stray multipart upload of s3://%s/%s left by a lost response",
+                    bucket,
+                    key,
+                )
+                self.abort(bucket, key, str(upload["UploadId"]))
+
     def complete_upload(
         self,
         bucket: str,
@@ -292,6 +362,20 @@ class Engine:
             )
         except ObjectClerkError as exc:
             logger.error("could not remove corrupted s3://%s/%s: %s", bucket, key, exc)
+
+
+def require_etag(response: Mapping[str, Any], operation: str, bucket: str, key: str) -> str:
+    """The response's ETag. A success without one is not a real S3 answer (a proxy's or a
+    server's error page with status 200, say): it is raised as a transient ServerError."""
+    etag = str(response.get("ETag") or "").strip()
+    if not etag.strip('"'):
+        raise ServerError(
+            "the response has status 200 but no ETag: not a valid S3 answer",
+            operation=operation,
+            bucket=bucket,
+            key=key,
+        )
+    return etag
 
 
 def _caller_stacklevel() -> int:

@@ -12,7 +12,7 @@ import io
 from contextlib import ExitStack
 from typing import Any, Protocol
 
-from object_clerk.engine import Engine, ObjectLayout
+from object_clerk.engine import Engine, ObjectLayout, require_etag
 from object_clerk.errors import (
     ChecksumMismatchError,
     ConnectionFault,
@@ -89,6 +89,7 @@ def read(
         body = response.pop("Body")
         with ExitStack() as stack:
             stack.callback(body.close)
+            require_etag(response, "GetObject", bucket, key)
             if state.etag is None:
                 state.start(engine, bucket, key, response, verify, operation)
             _drain(engine, body, sink, state)

@@ -15,7 +15,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
-from object_clerk.engine import PART_SIZE_METADATA, Engine, TransferResult, b64, opaque_put
+from object_clerk.engine import (
+    PART_SIZE_METADATA,
+    Engine,
+    TransferResult,
+    b64,
+    opaque_put,
+    require_etag,
+)
 from object_clerk.errors import (
     ChecksumMismatchError,
     InvalidRequestError,
@@ -85,6 +92,7 @@ def _put(
     def attempt() -> dict[str, Any]:
         nonlocal stored_mismatch
         response: dict[str, Any] = dict(engine.client.put_object(**params))
+        require_etag(response, "PutObject", bucket, key)
         stored_mismatch = False
         if verify:
             etag = parse_etag(response.get("ETag"))
@@ -132,13 +140,7 @@ def _multipart_upload(
         PART_SIZE_METADATA: str(part_size),
     }
     part_args = {k: v for k, v in extra_args.items() if k in _PART_ARGS}
-    created = engine.call(
-        "CreateMultipartUpload",
-        bucket,
-        key,
-        lambda: engine.client.create_multipart_upload(Bucket=bucket, Key=key, **create_args),
-    )
-    upload_id = created["UploadId"]
+    upload_id = engine.create_upload(bucket, key, create_args)
     try:
         parts, total = _upload_parts(
             engine, source, part_size, bucket, key, upload_id, part_args, verify
@@ -229,7 +231,7 @@ def _upload_part(
         params["ContentMD5"] = b64(digest)
 
     def attempt() -> str:
-        etag = str(engine.client.upload_part(**params)["ETag"])
+        etag = require_etag(engine.client.upload_part(**params), "UploadPart", bucket, key)
         parsed = parse_etag(etag)
         if (
             verify
