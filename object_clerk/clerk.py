@@ -14,7 +14,14 @@ from botocore.config import Config
 
 from object_clerk import copying, reads, uploads
 from object_clerk.engine import Engine, TransferResult
-from object_clerk.errors import ConfigurationError, InvalidRequestError
+from object_clerk.errors import (
+    ConfigurationError,
+    InvalidRequestError,
+    ObjectClerkError,
+    ObjectNotFoundError,
+    ServerError,
+    TransientError,
+)
 from object_clerk.retry import Retrier, RetryEvent, botocore_attempts
 from object_clerk.settings import ClerkSettings, load_settings
 
@@ -342,9 +349,28 @@ class ObjectClerk:
     def delete_object(self, bucket: str, key: str) -> None:
         """Delete the object. Deleting an object that does not exist is not an error (S3)."""
         _check_object(bucket, key, "delete_object")
-        self._engine.call(
-            "DeleteObject", bucket, key, lambda: self._client.delete_object(Bucket=bucket, Key=key)
-        )
+        try:
+            self._engine.call(
+                "DeleteObject",
+                bucket,
+                key,
+                lambda: self._client.delete_object(Bucket=bucket, Key=key),
+            )
+        except TransientError:
+            # Every answer may have been lost after the server deleted the object: if the key
+            # is gone, the delete did what was asked.
+            try:
+                self._engine.head(bucket, key)
+            except ObjectNotFoundError:
+                logger.warning(
+                    "s3://%s/%s: DeleteObject's answers were lost, but the key is gone",
+                    bucket,
+                    key,
+                )
+                return
+            except ObjectClerkError:
+                pass
+            raise
 
     def list_objects(
         self, bucket: str, page_size: int = 1000, *, prefix: str | None = None
@@ -372,10 +398,21 @@ class ObjectClerk:
         params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": page_size}
         if prefix:
             params["Prefix"] = prefix
+
+        def fetch() -> dict[str, Any]:
+            page = dict(self._client.list_objects_v2(**params))
+            if "IsTruncated" not in page:
+                # Not a listing (an error document with status 200, say): ending here would
+                # silently drop the rest of the bucket.
+                raise ServerError(
+                    "ListObjectsV2 answered without IsTruncated: not a valid listing",
+                    operation="ListObjectsV2",
+                    bucket=bucket,
+                )
+            return page
+
         while True:
-            page = self._engine.call(
-                "ListObjectsV2", bucket, None, lambda: self._client.list_objects_v2(**params)
-            )
+            page = self._engine.call("ListObjectsV2", bucket, None, fetch)
             contents = page.get("Contents", [])
             yield from (dict(entry) for entry in contents)
             if not page.get("IsTruncated"):

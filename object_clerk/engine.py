@@ -24,6 +24,7 @@ from object_clerk.errors import (
     ChecksumMismatchError,
     ObjectClerkError,
     ServerError,
+    TransientError,
     UnverifiableObjectError,
     UnverifiableObjectWarning,
     translated,
@@ -223,6 +224,13 @@ class Engine:
             except Exception:
                 suspect = True
                 raise
+            if not created.get("UploadId"):
+                raise ServerError(
+                    "CreateMultipartUpload answered without an UploadId",
+                    operation="CreateMultipartUpload",
+                    bucket=bucket,
+                    key=key,
+                )
             return str(created["UploadId"])
 
         try:
@@ -269,8 +277,17 @@ class Engine:
         parts: list[tuple[int, str, bytes]],
         expected: str,
     ) -> dict[str, Any]:
+        """CompleteMultipartUpload, retried. An answer lost on the way does not fail it: when
+        a retry finds NoSuchUpload, or every attempt's answer was lost, a HEAD showing the
+        key with the ``expected`` ETag proves an earlier attempt completed it."""
         layout: Any = {"Parts": [{"PartNumber": n, "ETag": etag} for n, etag, _ in parts]}
         attempts = 0
+
+        def landed() -> dict[str, Any] | None:
+            if not expected:
+                return None
+            head: dict[str, Any] = dict(self.client.head_object(Bucket=bucket, Key=key))
+            return head if str(parse_etag(head.get("ETag"))) == expected else None
 
         def attempt() -> dict[str, Any]:
             nonlocal attempts
@@ -282,15 +299,30 @@ class Engine:
                     )
                 )
             except Exception as exc:
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+                response = getattr(exc, "response", None)
+                code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
                 if attempts > 1 and code == "NoSuchUpload":
-                    # An earlier attempt completed the upload but its answer was lost.
-                    head: dict[str, Any] = dict(self.client.head_object(Bucket=bucket, Key=key))
-                    if str(parse_etag(head.get("ETag"))) == expected:
+                    head = landed()
+                    if head is not None:
                         return head
                 raise
 
-        return self.call("CompleteMultipartUpload", bucket, key, attempt)
+        try:
+            return self.call("CompleteMultipartUpload", bucket, key, attempt)
+        except TransientError:
+            try:
+                head = self.call("HeadObject", bucket, key, landed)
+            except ObjectClerkError:
+                head = None
+            if head is None:
+                raise
+            logger.warning(
+                "s3://%s/%s: CompleteMultipartUpload's answers were lost, but the object is"
+                " in place with the expected ETag",
+                bucket,
+                key,
+            )
+            return head
 
     def check_completed(
         self,
