@@ -124,6 +124,7 @@ class Record:
     key: str
     query: str
     range: str | None
+    if_match: str | None
     fault: Fault | None
     status: int | None = None
     body_bytes_sent: int = 0
@@ -394,7 +395,12 @@ class FaultProxy:
                     return
                 fault = self._choose(request)
                 record = Record(
-                    request.method, request.key, request.query, request.header("Range"), fault
+                    request.method,
+                    request.key,
+                    request.query,
+                    request.header("Range"),
+                    request.header("If-Match"),
+                    fault,
                 )
                 with self.stats.lock:
                     self.stats.records.append(record)

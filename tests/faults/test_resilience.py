@@ -1,0 +1,200 @@
+"""Resilience through the fault proxy: resumes that don't restart, bodies resent exactly,
+permanent errors tried once, refused connections bounded."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from object_clerk import (
+    AccessDeniedError,
+    BucketNotFoundError,
+    ConnectionFault,
+    NotFoundError,
+    ObjectClerk,
+    ObjectNotFoundError,
+    RequestRejectedError,
+    RetryEvent,
+)
+from object_clerk.etag import MiB
+from tests.faults.conftest import TRIES
+from tests.faults.proxy import Fault, FaultProxy, Rule
+from tests.integration.faults import RequestLog
+from tests.integration.test_operations import payload
+from tests.servers import Backend
+
+pytestmark = pytest.mark.integration
+
+
+def get_records(proxy: FaultProxy, key: str) -> list[tuple[str | None, int]]:
+    return [
+        (r.range, r.body_bytes_sent)
+        for r in proxy.stats.records
+        if r.method == "GET" and r.key == key
+    ]
+
+
+def test_cut_read_resumes_from_its_offset_not_zero(
+    proxy: FaultProxy, make_clerk: Callable[..., ObjectClerk], ceph: Backend
+) -> None:
+    """A body reset mid-way is resumed with a ranged GET from the bytes already held; the
+    proxy's byte counts show nothing was fetched twice beyond what was lost in flight."""
+    bucket = ceph.new_bucket()
+    data = payload(12 * MiB)
+    ceph.raw().put_object(Bucket=bucket, Key="k", Body=data)
+    proxy.add(Rule(Fault.RESET_MID_BODY, method="GET", key="k"))
+    clerk = make_clerk()
+    assert clerk.get_object(bucket, "k") == data
+    (first_range, first_sent), (resume_range, resume_sent) = get_records(proxy, "k")
+    assert first_range is None
+    assert resume_range is not None
+    offset = int(resume_range.removeprefix("bytes=").rstrip("-"))
+    assert 0 < offset <= first_sent  # resumed from what had arrived, not from zero
+    assert resume_sent == len(data) - offset
+    assert first_sent + resume_sent < 2 * len(data)
+
+
+def test_object_replaced_between_attempts_is_read_fresh_never_mixed(
+    proxy: FaultProxy, make_clerk: Callable[..., ObjectClerk], ceph: Backend
+) -> None:
+    """If the object changes between a cut read and its resume, the If-Match-pinned resume
+    fails (412) and the clerk reads the new version from the start, verified."""
+    bucket = ceph.new_bucket()
+    old, new = payload(6 * MiB, seed=1), payload(6 * MiB, seed=2)
+    raw = ceph.raw()
+    raw.put_object(Bucket=bucket, Key="k", Body=old)
+    proxy.add(Rule(Fault.RESET_MID_BODY, method="GET", key="k"))
+    replaced = threading.Event()
+
+    def replace_on_first_retry(event: RetryEvent) -> None:
+        if not replaced.is_set():
+            raw.put_object(Bucket=bucket, Key="k", Body=new)
+            replaced.set()
+
+    clerk = make_clerk()
+    clerk.retrier.on_retry = replace_on_first_retry
+    assert clerk.get_object(bucket, "k") == new
+    records = [r for r in proxy.stats.records if r.method == "GET" and r.key == "k"]
+    assert [r.status for r in records] == [200, 412, 200]
+    old_etag = f'"{hashlib.md5(old).hexdigest()}"'
+    assert records[1].if_match == old_etag  # the resume was pinned to the first version...
+    assert records[2].if_match is None  # ...and the fresh read started over, unpinned
+    assert records[2].range is None
+
+
+@pytest.mark.parametrize("size", [300_000, 11 * MiB], ids=["single", "multipart"])
+def test_file_at_offset_is_resent_exactly_on_retry(
+    size: int,
+    tmp_path: Path,
+    proxy: FaultProxy,
+    make_clerk: Callable[..., ObjectClerk],
+    ceph: Backend,
+) -> None:
+    """A file handed in at offset 8 uploads the bytes from offset 8, on the first attempt
+    and on the retry after its body was damaged in transit; the stored object verifies."""
+    bucket = ceph.new_bucket()
+    data = payload(size + 8)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    rule = proxy.add(Rule(Fault.FLIP_REQUEST, method="PUT", key="k"))
+    with path.open("rb") as handle:
+        handle.seek(8)
+        result = make_clerk().upload_object(handle, bucket, "k")
+    assert rule.fired == 1
+    assert result.verified
+    assert ceph.raw().get_object(Bucket=bucket, Key="k")["Body"].read() == data[8:]
+
+
+def test_pipe_upload_survives_damaged_part(
+    proxy: FaultProxy, make_clerk: Callable[..., ObjectClerk], ceph: Backend
+) -> None:
+    """A non-seekable stream is spooled part by part, so a damaged part is resent from
+    memory and the stored object is exactly the stream."""
+    bucket = ceph.new_bucket()
+    data = payload(11 * MiB + 5)
+    rule = proxy.add(Rule(Fault.FLIP_REQUEST, method="PUT", query="partNumber=2"))
+    read_fd, write_fd = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(write_fd, "wb") as writer:
+            writer.write(data)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        result = make_clerk().upload_object(pipe, bucket, "k")
+    feeder.join()
+    assert rule.fired == 1
+    assert result.verification == "multipart-md5"
+    assert ceph.raw().get_object(Bucket=bucket, Key="k")["Body"].read() == data
+
+
+def test_generator_upload_is_spooled_and_verified(
+    proxy: FaultProxy, make_clerk: Callable[..., ObjectClerk], ceph: Backend
+) -> None:
+    """A generator of chunks uploads in parts; a part lost in transit is resent."""
+    bucket = ceph.new_bucket()
+    data = payload(11 * MiB)
+    proxy.add(Rule(Fault.RESET_BEFORE_RESPONSE, method="PUT", query="partNumber=1"))
+    chunks = (data[i : i + 100_000] for i in range(0, len(data), 100_000))
+    result = make_clerk().upload_object(chunks, bucket, "k")
+    assert result.verified
+    assert ceph.raw().get_object(Bucket=bucket, Key="k")["Body"].read() == data
+
+
+def test_permanent_errors_are_tried_exactly_once(
+    proxy: FaultProxy, make_clerk: Callable[..., ObjectClerk], ceph: Backend
+) -> None:
+    """404, 403 (bad credentials), 400 and a missing bucket each reach the server once."""
+    bucket = ceph.new_bucket()
+    clerk = make_clerk()
+    with pytest.raises(ObjectNotFoundError):
+        clerk.get_object(bucket, "missing")
+    assert proxy.stats.count("GET", "missing") == 1
+    with pytest.raises(BucketNotFoundError):
+        clerk.get_object("no-such-bucket-at-all", "k")
+    assert proxy.stats.count("GET", "k") == 1
+    # A HEAD answer has no body: a missing bucket is a plain 404, like a missing key.
+    with pytest.raises(NotFoundError):
+        clerk.get_object_info("no-such-bucket-at-all", "k")
+    assert proxy.stats.count("HEAD", "k") == 1
+    with pytest.raises(RequestRejectedError) as rejected:
+        clerk.upload_object(b"x", bucket, "bad-class", storage_class="NO_SUCH_CLASS")
+    assert rejected.value.status == 400
+    assert proxy.stats.count("PUT", "bad-class") == 1
+    wrong = make_clerk(secret_key="not-the-right-secret")
+    with pytest.raises(AccessDeniedError):
+        wrong.upload_object(b"x", bucket, "denied")
+    assert proxy.stats.count("PUT", "denied") == 1
+    unknown = make_clerk(access_key="NOSUCHACCESSKEY00000")
+    with pytest.raises(AccessDeniedError) as denied:
+        unknown.get_object(bucket, "k2")
+    assert denied.value.code == "InvalidAccessKeyId"
+    assert proxy.stats.count("GET", "k2") == 1
+    assert ceph.raw().list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_refused_connections_are_retried_a_bounded_number_of_times(
+    proxy: FaultProxy, make_clerk: Callable[..., ObjectClerk], ceph: Backend
+) -> None:
+    """While the proxy refuses connections, an operation fails with ConnectionFault after
+    exactly TRIES attempts; when refusal is brief, the retries ride it out."""
+    bucket = ceph.new_bucket()
+    ceph.raw().put_object(Bucket=bucket, Key="k", Body=b"data")
+    clerk = make_clerk()
+    log = RequestLog(clerk.client)
+    with proxy.refusing():
+        started = time.monotonic()
+        with pytest.raises(ConnectionFault):
+            clerk.get_object(bucket, "k")
+        assert time.monotonic() - started < 5
+    assert log.counts["GetObject"] == TRIES
+    patient = make_clerk(retry_delay=0.2, retry_backoff=2.0, retry_max_delay=1.0, retry_tries=5)
+    with proxy.refusing(seconds=0.3):
+        assert patient.get_object(bucket, "k") == b"data"
