@@ -221,8 +221,10 @@ class Engine:
             nonlocal suspect
             try:
                 created = self.client.create_multipart_upload(Bucket=bucket, Key=key, **args)
-            except Exception:
-                suspect = True
+            except Exception as exc:
+                # Only an answer that may have been lost can hide a created upload; a 4xx
+                # (NoSuchBucket, AccessDenied...) is a definite "no".
+                suspect = suspect or not _definite_refusal(exc)
                 raise
             if not created.get("UploadId"):
                 raise ServerError(
@@ -394,6 +396,15 @@ class Engine:
             )
         except ObjectClerkError as exc:
             logger.error("could not remove corrupted s3://%s/%s: %s", bucket, key, exc)
+
+
+def _definite_refusal(exc: BaseException) -> bool:
+    """True for a server's 4xx answer: the request was refused and did nothing."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return isinstance(status, int) and 400 <= status < 500
 
 
 def require_etag(response: Mapping[str, Any], operation: str, bucket: str, key: str) -> str:

@@ -56,7 +56,10 @@ def open_source(data: object, stack: ExitStack, *, bucket: str, key: str) -> Sou
     """Validate ``data`` and return a reader over it. Files opened here close with ``stack``."""
     context: dict[str, Any] = {"operation": "upload_object", "bucket": bucket, "key": key}
     if isinstance(data, (bytes, bytearray, memoryview)):
-        view = memoryview(data).cast("B")
+        view = memoryview(data)
+        if not view.contiguous:  # a strided slice: cast() refuses it
+            view = memoryview(view.tobytes())
+        view = view.cast("B")
         position = 0
 
         def read_memory(n: int) -> bytes:
@@ -87,6 +90,12 @@ def open_source(data: object, stack: ExitStack, *, bucket: str, key: str) -> Sou
     if isinstance(data, io.TextIOBase):
         raise InvalidRequestError(
             "the file object is in text mode: open it in binary mode ('rb')", **context
+        )
+    readable = getattr(data, "readable", None)
+    if callable(readable) and not readable():
+        # A file opened 'wb' or 'ab' would read as empty and overwrite the key with nothing.
+        raise InvalidRequestError(
+            "the file object is not readable: open it for reading ('rb')", **context
         )
     stream: IO[bytes] = data  # type: ignore[assignment]
     size = _remaining_size(stream)
