@@ -3,11 +3,13 @@ checks its arguments, and hands the work to the transfer engine."""
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -91,7 +93,9 @@ class ObjectClerk:
         clerk = ObjectClerk.from_env()                     # OBJECT_CLERK_* variables, .env
 
     Arguments left as None come from :class:`~object_clerk.ClerkSettings`, that is from the
-    environment and ``.env``, or from ``settings`` when given. Without keys, boto3's default
+    environment and ``.env``, or from ``settings`` when given. ``client_config``,
+    ``upload_config`` and ``download_config`` replace ``S3_CLIENT_CONFIG``,
+    ``S3_UPLOAD_CONFIG`` and ``S3_DOWNLOAD_CONFIG``. Without keys, boto3's default
     credential chain applies (profiles, AWS_* variables, instance roles).
     """
 
@@ -115,6 +119,9 @@ class ObjectClerk:
         verify_tls: bool | None = None,
         retry_deadline: float | None = None,
         multipart_threshold: int | None = None,
+        client_config: dict[str, Any] | None = None,
+        upload_config: dict[str, Any] | None = None,
+        download_config: dict[str, Any] | None = None,
         strict_verification: bool | None = None,
         client: S3Client | None = None,
         settings: ClerkSettings | None = None,
@@ -140,6 +147,9 @@ class ObjectClerk:
             "ca_bundle": ca_bundle,
             "verify_tls": verify_tls,
             "multipart_threshold": multipart_threshold,
+            "s3_client_config": client_config,
+            "s3_upload_config": upload_config,
+            "s3_download_config": download_config,
             "strict_verification": strict_verification,
         }
         overrides = {name: value for name, value in overrides.items() if value is not None}
@@ -208,6 +218,60 @@ class ObjectClerk:
         sink = reads.BytesSink()
         reads.read(self._engine, bucket, key, sink, verify=verify_checksum)
         return sink.getvalue()
+
+    def download_object(
+        self,
+        bucket: str,
+        key: str,
+        destination: str | os.PathLike[str] | IO[bytes],
+        verify_checksum: bool = True,
+    ) -> TransferResult:
+        """Download the object into a file, verified, without holding it in memory.
+
+        ``destination`` is a path, or a binary file object written from its current
+        position. A path is written under a temporary name in the same directory and renamed
+        into place only once the whole object has verified: a failed or damaged download
+        never leaves a file that looks complete. Large multipart objects are fetched part by
+        part in parallel (``S3_DOWNLOAD_CONFIG``), each part resumed on its own if cut.
+        """
+        _check_object(bucket, key, "download_object")
+        return reads.download(self._engine, bucket, key, destination, verify=verify_checksum)
+
+    def iter_object(
+        self,
+        bucket: str,
+        key: str,
+        verify_checksum: bool = True,
+        *,
+        chunk_size: int = 1024 * 1024,
+    ) -> Iterator[bytes]:
+        """Iterate over the object's bytes in chunks of at most ``chunk_size``, with bounded
+        memory, for pipelines that process on the fly.
+
+        Verification completes at the end: if the bytes did not verify, the iterator raises
+        ChecksumMismatchError after its last chunk. Treat what it gave as unverified until it
+        is exhausted without error. Close it (or exhaust it) to release its thread.
+        """
+        _check_object(bucket, key, "iter_object")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InvalidRequestError(
+                f"chunk_size must be a whole number >= 1, got {chunk_size!r}",
+                operation="iter_object",
+                bucket=bucket,
+                key=key,
+            )
+        return reads.stream(
+            self._engine, bucket, key, verify=verify_checksum, chunk_size=chunk_size
+        )
+
+    def open_object(self, bucket: str, key: str, verify_checksum: bool = True) -> io.BufferedReader:
+        """A read-only, non-seekable binary file object over :meth:`iter_object`.
+
+        Use it as a context manager; ``read()`` raises ChecksumMismatchError at the end if the
+        bytes did not verify.
+        """
+        chunks = self.iter_object(bucket, key, verify_checksum)
+        return io.BufferedReader(reads.ObjectReader(chunks), buffer_size=1024 * 1024)
 
     def get_object_info(self, bucket: str, key: str) -> dict[str, Any]:
         """Return the object's metadata (HeadObject), as boto3 returns it, less

@@ -34,7 +34,7 @@ from object_clerk.etag import (
     candidate_part_sizes,
     parse_etag,
 )
-from object_clerk.retry import Retrier
+from object_clerk.retry import Retrier, is_retryable
 from object_clerk.settings import TransferSettings
 
 if TYPE_CHECKING:
@@ -118,14 +118,24 @@ class Engine:
         # (Ceph RGW 16). Learned on first use; a benign race between threads.
         self._part_number_supported: bool | None = None
 
-    def call(self, operation: str, bucket: str | None, key: str | None, fn: Callable[[], T]) -> T:
+    def call(
+        self,
+        operation: str,
+        bucket: str | None,
+        key: str | None,
+        fn: Callable[[], T],
+        *,
+        retryable: Callable[[BaseException], bool] = is_retryable,
+    ) -> T:
         """Run one S3 request (or a small unit of work) with translation and retries."""
 
         def once() -> T:
             with translated(operation, bucket, key):
                 return fn()
 
-        return self.retrier.call(once, operation=operation, bucket=bucket, key=key)
+        return self.retrier.call(
+            once, operation=operation, bucket=bucket, key=key, retryable=retryable
+        )
 
     def once(self, operation: str, bucket: str | None, key: str | None, fn: Callable[[], T]) -> T:
         """Run one request with translation but no retries: for work inside a retried unit,

@@ -1,46 +1,86 @@
-"""Verified reads.
+"""Verified reads: into memory, into a file, or as a stream.
 
-Strategy: the body is hashed while it arrives and compared with the ETag of that same
-response. A body cut short is resumed with a ranged GET pinned by ``If-Match`` to that ETag,
-so a read never mixes two versions of an object; if the object changed, the read starts over
-on the new version. A mismatch discards what was written and reads again.
+Strategy: the first GET of the whole object answers small objects in one request. Its body
+is hashed while it arrives and compared with the ETag of that same response. A body cut
+short is resumed with a ranged GET pinned by ``If-Match`` to that ETag, so a read never
+mixes two versions; if the object changed, the read starts over on the new version.
+
+A large multipart object whose part layout is known is read in parallel instead: part 1
+keeps flowing on the first response while parts 2..N are ranged GETs aligned to the
+object's own parts. Each worker hashes its part as it arrives (MD5 then runs on every core),
+resumes its own part when cut, and hands the part over in order; the part digests combine
+into the ETag. At most ``max_concurrency`` parts are in flight, so memory stays near
+``max_concurrency x part size`` whatever the object's size.
+
+Everything is written into a :class:`Sink`. When the bytes do not verify, the sink is reset
+and the object read again, as often as the retry policy allows, unless the sink already
+delivered bytes onward (a stream): then the error is raised to the reader.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import queue
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from typing import Any, Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
 
-from object_clerk.engine import Engine, ObjectLayout, require_etag
+from object_clerk.engine import Engine, ObjectLayout, TransferResult, require_etag
 from object_clerk.errors import (
     ChecksumMismatchError,
     ConnectionFault,
+    InvalidRequestError,
+    ObjectClerkError,
     PreconditionFailedError,
+    TransientError,
     UnverifiableObjectError,
 )
-from object_clerk.etag import (
-    EtagCalculator,
-)
+from object_clerk.etag import EtagCalculator, PartLayout, multipart_etag
+from object_clerk.retry import is_retryable
 
-__all__ = ["BytesSink", "Sink", "read"]
+__all__ = [
+    "BytesSink",
+    "FileSink",
+    "ObjectReader",
+    "ReadResult",
+    "Sink",
+    "StreamSink",
+    "download",
+    "read",
+    "stream",
+]
 
 
 class Sink(Protocol):
-    """Where a read writes: ``write`` appends, ``reset`` discards everything written."""
+    """Where a read writes, in order. ``reset`` discards everything written so far; a sink
+    that cannot (its bytes went onward) raises :class:`CannotRestart`."""
 
-    def write(self, data: bytes) -> object: ...
+    def write(self, data: bytes | bytearray) -> object: ...
 
     def reset(self) -> None: ...
 
 
+class CannotRestart(Exception):
+    """Raised by a sink asked to reset after it delivered bytes onward. Not an
+    ObjectClerkError, so no retry loop catches it; :func:`read` raises the error that
+    caused the reset instead."""
+
+
 class BytesSink:
-    """A :class:`Sink` collecting bytes in memory."""
+    """Collects the bytes in memory (``get_object``)."""
 
     def __init__(self) -> None:
         self._buffer = io.BytesIO()
 
-    def write(self, data: bytes) -> object:
+    def write(self, data: bytes | bytearray) -> object:
         return self._buffer.write(data)
 
     def reset(self) -> None:
@@ -48,7 +88,91 @@ class BytesSink:
         self._buffer.truncate()
 
     def getvalue(self) -> bytes:
+        # No copy: BytesIO hands over its buffer when nothing else holds a view of it.
         return self._buffer.getvalue()
+
+
+class FileSink:
+    """Writes into a binary file object from its current position."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self._written = 0
+        try:
+            self._start: int | None = handle.tell() if handle.seekable() else None
+        except (OSError, ValueError):
+            self._start = None
+
+    def write(self, data: bytes | bytearray) -> object:
+        self._written += len(data)
+        return self._handle.write(data)
+
+    def reset(self) -> None:
+        if not self._written:
+            return
+        if self._start is None:
+            raise CannotRestart("the file is not seekable and bytes were already written")
+        self._handle.seek(self._start)
+        self._handle.truncate()
+        self._written = 0
+
+
+class StreamSink:
+    """Hands the bytes to a consumer thread through a bounded queue (``iter_object``)."""
+
+    _DONE = object()
+
+    def __init__(self, max_items: int, chunk: int) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(max_items)
+        self._chunk = chunk
+        self._delivered = False
+        self.closed = threading.Event()
+
+    def write(self, data: bytes | bytearray) -> object:
+        view = memoryview(data)
+        for start in range(0, len(view), self._chunk):
+            self._put(bytes(view[start : start + self._chunk]))
+        return len(data)
+
+    def reset(self) -> None:
+        if self._delivered:
+            raise CannotRestart("bytes were already handed to the reader")
+        while True:  # nothing was taken yet: drop what is queued
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def finish(self, error: BaseException | None) -> None:
+        self._put(error if error is not None else self._DONE)
+
+    def _put(self, item: object) -> None:
+        while not self.closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise CannotRestart("the reader stopped reading")
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            self._delivered = True
+            assert isinstance(item, bytes)
+            yield item
+
+
+@dataclass
+class ReadResult:
+    """What a read returned: the first response's metadata and how it was verified."""
+
+    response: dict[str, Any]
+    verification: str
 
 
 def read(
@@ -59,14 +183,13 @@ def read(
     *,
     verify: bool,
     operation: str = "get_object",
-) -> dict[str, Any]:
-    """Stream an object into ``sink``, verifying as it arrives; resume cut-short bodies.
-
-    Returns the first GET response's metadata (without the body).
-    """
+) -> ReadResult:
+    """Read an object into ``sink``, verified; see the module docstring."""
     state = _ReadState()
 
-    def attempt() -> dict[str, Any]:
+    def attempt() -> ReadResult:
+        if state.parallel:
+            _restart(state, sink)  # parts resume themselves; a whole re-read starts afresh
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if state.etag is not None:
             params["IfMatch"] = state.etag
@@ -78,7 +201,7 @@ def read(
             if state.etag is not None and _is_precondition_failure(exc):
                 # The object changed since the first response: start over on the new
                 # version rather than mix two versions' bytes.
-                state.restart(sink)
+                _restart(state, sink)
                 raise ConnectionFault(
                     "the object changed during the read; restarting from its new version",
                     operation="GetObject",
@@ -92,7 +215,10 @@ def read(
             require_etag(response, "GetObject", bucket, key)
             if state.etag is None:
                 state.start(engine, bucket, key, response, verify, operation)
-            _drain(engine, body, sink, state)
+            if state.parallel:
+                _read_parts(engine, bucket, key, body, state, sink, verify)
+            else:
+                _drain(engine, body, sink, state)
         if state.offset != state.size:
             raise ConnectionFault(
                 f"the body ended after {state.offset} of {state.size} bytes",
@@ -100,17 +226,34 @@ def read(
                 bucket=bucket,
                 key=key,
             )
-        if state.checkers:
-            try:
-                state.check(bucket, key)
-            except ChecksumMismatchError:
-                state.restart(sink)
-                raise
-            except UnverifiableObjectError as exc:
-                engine.unverifiable(exc.message, operation=operation, bucket=bucket, key=key)
-        return state.first_response
+        try:
+            verification = state.check(bucket, key)
+        except ChecksumMismatchError:
+            _restart(state, sink)
+            raise
+        except UnverifiableObjectError as exc:
+            engine.unverifiable(exc.message, operation=operation, bucket=bucket, key=key)
+            verification = "unverifiable"
+        return ReadResult(state.first_response, verification)
 
-    return engine.call("GetObject", bucket, key, attempt)
+    def retryable(exc: BaseException) -> bool:
+        # A part that used up its own retries must not be fetched again by this loop.
+        return is_retryable(exc) and not state.parts_exhausted
+
+    try:
+        return engine.call("GetObject", bucket, key, attempt, retryable=retryable)
+    except CannotRestart as exc:
+        cause = exc.__context__
+        if isinstance(cause, ObjectClerkError):
+            raise cause from None
+        raise
+
+
+def _restart(state: _ReadState, sink: Sink) -> None:
+    state.etag = None
+    state.offset = 0
+    state.checkers = []
+    sink.reset()
 
 
 def _drain(engine: Engine, body: Any, sink: Sink, state: _ReadState) -> None:
@@ -123,6 +266,94 @@ def _drain(engine: Engine, body: Any, sink: Sink, state: _ReadState) -> None:
             checker.update(chunk)
         sink.write(chunk)
         state.offset += len(chunk)
+
+
+def _read_parts(
+    engine: Engine,
+    bucket: str,
+    key: str,
+    first_body: Any,
+    state: _ReadState,
+    sink: Sink,
+    verify: bool,
+) -> None:
+    """Fetch the parts in parallel (part 1 from ``first_body``), write them in order."""
+    parts = list(PartLayout(state.size, state.part_size).parts())
+    etag = state.etag
+    assert etag is not None
+    io_chunk = engine.transfer.io_chunksize
+
+    def fetch(number: int, offset: int, length: int) -> tuple[bytearray, bytes]:
+        buffer = bytearray()
+        digest = hashlib.md5(usedforsecurity=False)
+        open_body: list[Any] = [first_body if number == 1 else None]
+
+        def attempt() -> None:
+            body = open_body[0]
+            open_body[0] = None
+            if body is None:
+                response = engine.client.get_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Range=f"bytes={offset + len(buffer)}-{offset + length - 1}",
+                    IfMatch=etag,
+                )
+                require_etag(response, "GetObject", bucket, key)
+                body = response["Body"]
+            try:
+                while len(buffer) < length:
+                    chunk = body.read(min(io_chunk, length - len(buffer)))
+                    if not chunk:
+                        raise ConnectionFault(
+                            f"part {number} ended after {len(buffer)} of {length} bytes",
+                            operation="GetObject",
+                            bucket=bucket,
+                            key=key,
+                        )
+                    if verify:
+                        digest.update(chunk)
+                    buffer.extend(chunk)
+            finally:
+                body.close()
+
+        try:
+            engine.call("GetObject", bucket, key, attempt)
+        except TransientError:
+            state.parts_exhausted = True
+            raise
+        return buffer, digest.digest()
+
+    concurrency = max(1, engine.transfer.download_concurrency)
+    pending: deque[Future[tuple[bytearray, bytes]]] = deque()
+    upcoming = iter(parts)
+    digests: list[bytes] = []
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="object-clerk-read")
+    try:
+        for part in upcoming:
+            pending.append(pool.submit(fetch, *part))
+            if len(pending) >= concurrency:
+                break
+        while pending:
+            try:
+                buffer, digest = pending.popleft().result()
+            except PreconditionFailedError as exc:
+                _restart(state, sink)
+                raise ConnectionFault(
+                    "the object changed during the read; restarting from its new version",
+                    operation="GetObject",
+                    bucket=bucket,
+                    key=key,
+                ) from exc
+            sink.write(buffer)
+            state.offset += len(buffer)
+            digests.append(digest)
+            del buffer
+            following = next(upcoming, None)
+            if following is not None:
+                pending.append(pool.submit(fetch, *following))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    state.part_digests = digests
 
 
 class _Checker:
@@ -146,6 +377,11 @@ class _ReadState:
         self.checkers: list[_Checker] = []
         self.layout: ObjectLayout | None = None
         self.first_response: dict[str, Any] = {}
+        self.parallel = False
+        self.part_size = 0
+        self.part_digests: list[bytes] = []
+        self.parts_exhausted = False
+        self.verify = True
 
     def start(
         self,
@@ -161,35 +397,51 @@ class _ReadState:
         self.first_response = response
         self.checkers = []
         self.layout = None
+        self.parallel = False
+        self.part_digests = []
+        self.verify = verify
+        settings = engine.transfer
+        big = self.size >= settings.download_threshold and settings.download_concurrency > 1
         if not verify:
+            if big:
+                self.parallel = True
+                self.part_size = max(settings.download_chunksize, 1)
             return
         layout = engine.discover_layout(bucket, key, response, nested=True)
         if isinstance(layout, str):
             engine.unverifiable(layout, operation=operation, bucket=bucket, key=key)
             return
         self.layout = layout
-        self.checkers = [_Checker(size) for size in layout.part_sizes]
+        if big and layout.authoritative and layout.etag.multipart and (layout.etag.parts or 0) > 1:
+            self.parallel = True
+            self.part_size = layout.part_sizes[0]
+        else:
+            self.checkers = [_Checker(size) for size in layout.part_sizes]
 
-    def restart(self, sink: Sink) -> None:
-        sink.reset()
-        self.etag = None
-        self.offset = 0
-        self.checkers = []
-
-    def check(self, bucket: str, key: str) -> None:
+    def check(self, bucket: str, key: str) -> str:
+        """How the bytes read were verified; raises when they were not."""
         layout = self.layout
-        assert layout is not None
+        if not self.verify:
+            return "skipped"
+        if layout is None:
+            return "unverifiable"
         expected = str(layout.etag)
-        for checker in self.checkers:
-            if checker.calculator.etag() == expected:
-                return
-        actual = self.checkers[0].calculator.etag()
+        kind = "multipart-md5" if layout.etag.multipart else "md5"
+        if self.parallel:
+            actual = multipart_etag(self.part_digests)
+            if actual == expected:
+                return kind
+        else:
+            for checker in self.checkers:
+                if checker.calculator.etag() == expected:
+                    return kind
+            actual = self.checkers[0].calculator.etag()
         if layout.authoritative:
             raise ChecksumMismatchError(
                 f"the bytes read do not match the object's ETag (layout: {layout.source})",
                 expected=expected,
                 actual=actual,
-                algorithm="multipart-md5" if layout.etag.multipart else "md5",
+                algorithm=kind,
                 operation="GetObject",
                 bucket=bucket,
                 key=key,
@@ -211,3 +463,141 @@ def _is_precondition_failure(exc: BaseException) -> bool:
     if not isinstance(response, dict):
         return False
     return bool(response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412)
+
+
+# ------------------------------------------------------------------ front ends ---
+
+
+def download(
+    engine: Engine,
+    bucket: str,
+    key: str,
+    destination: str | os.PathLike[str] | IO[bytes],
+    *,
+    verify: bool,
+) -> TransferResult:
+    """Read an object into a file path (atomically) or a binary file object."""
+    operation = "download_object"
+    if isinstance(destination, (str, os.PathLike)):
+        return _download_to_path(engine, bucket, key, Path(destination), verify=verify)
+    if not callable(getattr(destination, "write", None)):
+        raise InvalidRequestError(
+            f"destination must be a path or a binary file object, not {type(destination).__name__}",
+            operation=operation,
+            bucket=bucket,
+            key=key,
+        )
+    if isinstance(destination, io.TextIOBase):
+        raise InvalidRequestError(
+            "the destination file is in text mode: open it in binary mode ('wb')",
+            operation=operation,
+            bucket=bucket,
+            key=key,
+        )
+    result = read(engine, bucket, key, FileSink(destination), verify=verify, operation=operation)
+    return _transfer_result(bucket, key, result)
+
+
+def _download_to_path(
+    engine: Engine, bucket: str, key: str, path: Path, *, verify: bool
+) -> TransferResult:
+    """Write to a temporary name beside ``path`` and rename only once verified, so a failed
+    or damaged download never leaves a file that looks complete."""
+    operation = "download_object"
+    if path.is_dir():
+        raise InvalidRequestError(
+            f"the destination is a directory: {path}", operation=operation, bucket=bucket, key=key
+        )
+    if not path.parent.is_dir():
+        raise InvalidRequestError(
+            f"the destination's directory does not exist: {path.parent}",
+            operation=operation,
+            bucket=bucket,
+            key=key,
+        )
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed or removed below
+        dir=path.parent, prefix=f".{path.name}.", suffix=".object-clerk-part", delete=False
+    )
+    try:
+        with handle:
+            result = read(engine, bucket, key, FileSink(handle), verify=verify, operation=operation)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return _transfer_result(bucket, key, result)
+
+
+def _transfer_result(bucket: str, key: str, result: ReadResult) -> TransferResult:
+    response = result.response
+    return TransferResult(
+        bucket,
+        key,
+        str(response.get("ETag") or "").strip('"'),
+        int(response.get("ContentLength") or 0),
+        response.get("VersionId"),
+        result.verification,
+    )
+
+
+def stream(
+    engine: Engine, bucket: str, key: str, *, verify: bool, chunk_size: int
+) -> Iterator[bytes]:
+    """Yield the object's bytes in order, read by a background thread with bounded memory.
+
+    Bytes are handed over as they arrive, so the verdict comes at the end: a stream whose
+    bytes did not verify raises ChecksumMismatchError after its last chunk. Until the
+    iterator is exhausted without error, treat what it gave as unverified.
+    """
+    sink = StreamSink(max_items=max(4, (16 << 20) // max(chunk_size, 1)), chunk=chunk_size)
+
+    def produce() -> None:
+        error: BaseException | None = None
+        try:
+            read(engine, bucket, key, sink, verify=verify)
+        except CannotRestart:
+            return  # the reader went away
+        except BaseException as exc:
+            error = exc
+        try:
+            sink.finish(error)
+        except CannotRestart:
+            return
+
+    producer = threading.Thread(target=produce, name="object-clerk-stream", daemon=True)
+    producer.start()
+    try:
+        yield from sink
+    finally:
+        sink.closed.set()
+        producer.join()
+
+
+class ObjectReader(io.RawIOBase):
+    """A read-only, non-seekable file object over :func:`stream`."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not self._pending:
+            self._pending = next(self._chunks, b"")
+        count = min(len(view), len(self._pending))
+        view[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def close(self) -> None:
+        if not self.closed:
+            close = getattr(self._chunks, "close", None)
+            if callable(close):
+                close()
+        super().close()

@@ -175,11 +175,13 @@ class Retrier:
         operation: str,
         bucket: str | None = None,
         key: str | None = None,
+        retryable: Callable[[BaseException], bool] = is_retryable,
     ) -> T:
         """Call ``fn`` until it succeeds, a non-retryable error occurs, or the policy gives up.
 
         ``fn`` must raise ObjectClerkError subclasses (see ``errors.translate_error``); any
-        other exception is a bug and propagates at once. The last error is raised as is.
+        other exception propagates at once. The last error is raised as is. ``retryable``
+        narrows what is retried, for units whose inner requests were already retried.
         """
         state = _CallState(started=self.clock())
 
@@ -188,8 +190,8 @@ class Retrier:
             return fn()
 
         def on_exception(exc: ObjectClerkError) -> bool:
-            if not is_retryable(exc) or state.attempt >= self.policy.tries:
-                if not is_retryable(exc):
+            if not retryable(exc) or state.attempt >= self.policy.tries:
+                if not retryable(exc):
                     raise exc
                 return False  # the loop sees no tries left and re-raises exc
             delay = self.policy.next_delay(state.delay, self.rng)
