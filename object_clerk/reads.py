@@ -61,11 +61,21 @@ __all__ = [
 
 class Sink(Protocol):
     """Where a read writes, in order. ``reset`` discards everything written so far; a sink
-    that cannot (its bytes went onward) raises :class:`CannotRestart`."""
+    that cannot (its bytes went onward) raises :class:`CannotRestart`. ``presize`` is told
+    the object's size once it is known."""
 
     def write(self, data: bytes | bytearray) -> object: ...
 
     def reset(self) -> None: ...
+
+    def presize(self, size: int) -> None: ...
+
+
+class PositionalSink(Sink, Protocol):
+    """A sink that also takes writes at any offset, from several threads at once: parallel
+    workers then write each chunk where it belongs, with nothing buffered in between."""
+
+    def write_at(self, offset: int, data: bytes | bytearray) -> None: ...
 
 
 class CannotRestart(Exception):
@@ -79,13 +89,31 @@ class BytesSink:
 
     def __init__(self) -> None:
         self._buffer = io.BytesIO()
+        self._lock = threading.Lock()
+
+    def presize(self, size: int) -> None:
+        # One allocation of the final size: writes then land in place instead of growing
+        # (and copying) the buffer as they arrive.
+        if size:
+            with self._lock:
+                position = self._buffer.tell()
+                self._buffer.seek(size - 1)
+                self._buffer.write(b"\0")
+                self._buffer.seek(position)
 
     def write(self, data: bytes | bytearray) -> object:
-        return self._buffer.write(data)
+        with self._lock:
+            return self._buffer.write(data)
+
+    def write_at(self, offset: int, data: bytes | bytearray) -> None:
+        with self._lock:
+            self._buffer.seek(offset)
+            self._buffer.write(data)
 
     def reset(self) -> None:
-        self._buffer.seek(0)
-        self._buffer.truncate()
+        with self._lock:
+            self._buffer.seek(0)
+            self._buffer.truncate()
 
     def getvalue(self) -> bytes:
         # No copy: BytesIO hands over its buffer when nothing else holds a view of it.
@@ -93,7 +121,7 @@ class BytesSink:
 
 
 class FileSink:
-    """Writes into a binary file object from its current position."""
+    """Writes into a binary file object from its current position, in order."""
 
     def __init__(self, handle: IO[bytes]) -> None:
         self._handle = handle
@@ -102,6 +130,9 @@ class FileSink:
             self._start: int | None = handle.tell() if handle.seekable() else None
         except (OSError, ValueError):
             self._start = None
+
+    def presize(self, size: int) -> None:
+        pass
 
     def write(self, data: bytes | bytearray) -> object:
         self._written += len(data)
@@ -117,6 +148,34 @@ class FileSink:
         self._written = 0
 
 
+class DiskFileSink:
+    """A file this module opened itself (``download_object`` to a path): parallel workers
+    write with ``os.pwrite`` at each chunk's offset."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self._fd = handle.fileno()
+        self._end = 0
+
+    def presize(self, size: int) -> None:
+        pass
+
+    def write(self, data: bytes | bytearray) -> object:
+        self.write_at(self._end, data)
+        return len(data)
+
+    def write_at(self, offset: int, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, offset)
+            view, offset = view[written:], offset + written
+        self._end = max(self._end, offset)
+
+    def reset(self) -> None:
+        os.ftruncate(self._fd, 0)
+        self._end = 0
+
+
 class StreamSink:
     """Hands the bytes to a consumer thread through a bounded queue (``iter_object``)."""
 
@@ -127,6 +186,9 @@ class StreamSink:
         self._chunk = chunk
         self._delivered = False
         self.closed = threading.Event()
+
+    def presize(self, size: int) -> None:
+        pass
 
     def write(self, data: bytes | bytearray) -> object:
         view = memoryview(data)
@@ -187,18 +249,30 @@ def read(
     """Read an object into ``sink``, verified; see the module docstring."""
     state = _ReadState()
 
-    def attempt() -> ReadResult:
-        if state.parallel:
-            _restart(state, sink)  # parts resume themselves; a whole re-read starts afresh
+    first_chunk = max(engine.transfer.download_chunksize, 1)
+
+    def get() -> tuple[dict[str, Any], int | None]:
+        """One GET: the first asks for the first chunk only (a small object arrives whole;
+        a large one is not streamed to waste), the next ones continue, pinned by If-Match.
+        Returns the response and the end of the range asked for (None: open-ended)."""
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if state.etag is not None:
+        end: int | None = None
+        if state.etag is None:
+            if not state.unranged:
+                end = first_chunk - 1
+                params["Range"] = f"bytes=0-{end}"
+        else:
             params["IfMatch"] = state.etag
             if state.offset:
                 params["Range"] = f"bytes={state.offset}-"
         try:
-            response: dict[str, Any] = dict(engine.client.get_object(**params))
+            return dict(engine.client.get_object(**params)), end
         except Exception as exc:
-            if state.etag is not None and _is_precondition_failure(exc):
+            if state.etag is None and _status(exc) == 416:
+                # S3 answers any Range on an empty object with 416: ask again without one.
+                state.unranged = True
+                return dict(engine.client.get_object(Bucket=bucket, Key=key)), None
+            if state.etag is not None and _status(exc) == 412:
                 # The object changed since the first response: start over on the new
                 # version rather than mix two versions' bytes.
                 _restart(state, sink)
@@ -209,23 +283,34 @@ def read(
                     key=key,
                 ) from exc
             raise
-        body = response.pop("Body")
-        with ExitStack() as stack:
-            stack.callback(body.close)
-            require_etag(response, "GetObject", bucket, key)
-            if state.etag is None:
-                state.start(engine, bucket, key, response, verify, operation)
-            if state.parallel:
-                _read_parts(engine, bucket, key, body, state, sink, verify)
-            else:
-                _drain(engine, body, sink, state)
-        if state.offset != state.size:
-            raise ConnectionFault(
-                f"the body ended after {state.offset} of {state.size} bytes",
-                operation="GetObject",
-                bucket=bucket,
-                key=key,
-            )
+
+    def attempt() -> ReadResult:
+        if state.parallel:
+            _restart(state, sink)  # parts resume themselves; a whole re-read starts afresh
+        while True:
+            response, end = get()
+            body = response.pop("Body")
+            with ExitStack() as stack:
+                stack.callback(body.close)
+                require_etag(response, "GetObject", bucket, key)
+                if state.etag is None:
+                    state.start(engine, bucket, key, response, verify, operation)
+                    sink.presize(state.size)
+                if state.parallel:
+                    first_len = min(state.size, end + 1) if end is not None else state.size
+                    _read_parts(engine, bucket, key, body, first_len, state, sink, verify)
+                else:
+                    _drain(engine, body, sink, state)
+            if state.offset == state.size:
+                break
+            if end is None or state.offset != end + 1:
+                raise ConnectionFault(
+                    f"the body ended after {state.offset} of {state.size} bytes",
+                    operation="GetObject",
+                    bucket=bucket,
+                    key=key,
+                )
+            # The first response carried the range it was asked for: continue after it.
         try:
             verification = state.check(bucket, key)
         except ChecksumMismatchError:
@@ -273,48 +358,62 @@ def _read_parts(
     bucket: str,
     key: str,
     first_body: Any,
+    first_len: int,
     state: _ReadState,
     sink: Sink,
     verify: bool,
 ) -> None:
-    """Fetch the parts in parallel (part 1 from ``first_body``), write them in order."""
+    """Fetch the parts in parallel, write them in order. Part 1 starts with ``first_body``,
+    the open first response carrying the object's first ``first_len`` bytes."""
     parts = list(PartLayout(state.size, state.part_size).parts())
     etag = state.etag
     assert etag is not None
     io_chunk = engine.transfer.io_chunksize
+    write_at = getattr(sink, "write_at", None)
 
     def fetch(number: int, offset: int, length: int) -> tuple[bytearray, bytes]:
+        # With a positional sink each chunk goes straight to its place and only the count
+        # is kept; otherwise the part is buffered here and written in order below.
         buffer = bytearray()
+        received = 0
         digest = hashlib.md5(usedforsecurity=False)
         open_body: list[Any] = [first_body if number == 1 else None]
 
         def attempt() -> None:
-            body = open_body[0]
-            open_body[0] = None
-            if body is None:
-                response = engine.client.get_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Range=f"bytes={offset + len(buffer)}-{offset + length - 1}",
-                    IfMatch=etag,
-                )
-                require_etag(response, "GetObject", bucket, key)
-                body = response["Body"]
-            try:
-                while len(buffer) < length:
-                    chunk = body.read(min(io_chunk, length - len(buffer)))
-                    if not chunk:
-                        raise ConnectionFault(
-                            f"part {number} ended after {len(buffer)} of {length} bytes",
-                            operation="GetObject",
-                            bucket=bucket,
-                            key=key,
-                        )
-                    if verify:
-                        digest.update(chunk)
-                    buffer.extend(chunk)
-            finally:
-                body.close()
+            nonlocal received
+            while received < length:
+                body = open_body[0]
+                open_body[0] = None
+                # The first response ends where its range did; past it, ask for the rest.
+                limit = first_len if body is not None else length
+                if body is None:
+                    response = engine.client.get_object(
+                        Bucket=bucket,
+                        Key=key,
+                        Range=f"bytes={offset + received}-{offset + length - 1}",
+                        IfMatch=etag,
+                    )
+                    require_etag(response, "GetObject", bucket, key)
+                    body = response["Body"]
+                try:
+                    while received < min(length, limit):
+                        chunk = body.read(min(io_chunk, min(length, limit) - received))
+                        if not chunk:
+                            raise ConnectionFault(
+                                f"part {number} ended after {received} of {length} bytes",
+                                operation="GetObject",
+                                bucket=bucket,
+                                key=key,
+                            )
+                        if verify:
+                            digest.update(chunk)
+                        if write_at is not None:
+                            write_at(offset + received, chunk)
+                        else:
+                            buffer.extend(chunk)
+                        received += len(chunk)
+                finally:
+                    body.close()
 
         try:
             engine.call("GetObject", bucket, key, attempt)
@@ -344,8 +443,9 @@ def _read_parts(
                     bucket=bucket,
                     key=key,
                 ) from exc
-            sink.write(buffer)
-            state.offset += len(buffer)
+            if write_at is None:
+                sink.write(buffer)
+            state.offset += len(buffer) if write_at is None else 0
             digests.append(digest)
             del buffer
             following = next(upcoming, None)
@@ -354,6 +454,8 @@ def _read_parts(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     state.part_digests = digests
+    if write_at is not None:
+        state.offset = state.size
 
 
 class _Checker:
@@ -382,6 +484,7 @@ class _ReadState:
         self.part_digests: list[bytes] = []
         self.parts_exhausted = False
         self.verify = True
+        self.unranged = False
 
     def start(
         self,
@@ -394,6 +497,10 @@ class _ReadState:
     ) -> None:
         self.etag = response.get("ETag")
         self.size = int(response.get("ContentLength") or 0)
+        content_range = response.pop("ContentRange", None)
+        if content_range:  # "bytes 0-8388607/67108864": the object's size is the total
+            self.size = int(str(content_range).rsplit("/", 1)[-1])
+        response["ContentLength"] = self.size
         self.first_response = response
         self.checkers = []
         self.layout = None
@@ -456,13 +563,15 @@ class _ReadState:
         )
 
 
-def _is_precondition_failure(exc: BaseException) -> bool:
-    if isinstance(exc, PreconditionFailedError):
-        return True
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of a botocore error, if the server answered."""
+    if isinstance(exc, ObjectClerkError):
+        return exc.status
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
-        return False
-    return bool(response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412)
+        return None
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) else None
 
 
 # ------------------------------------------------------------------ front ends ---
@@ -520,7 +629,9 @@ def _download_to_path(
     )
     try:
         with handle:
-            result = read(engine, bucket, key, FileSink(handle), verify=verify, operation=operation)
+            result = read(
+                engine, bucket, key, DiskFileSink(handle), verify=verify, operation=operation
+            )
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(handle.name, path)

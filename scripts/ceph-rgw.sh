@@ -219,7 +219,9 @@ osd class load list = *
 osd class default list = *
 
 [client.rgw.r]
-rgw frontends = beast endpoint=127.0.0.1:${RGW_PORT} ssl_endpoint=127.0.0.1:${RGW_SSL_PORT} ssl_certificate=$DIR/rgw/cert.pem ssl_private_key=$DIR/rgw/key.pem
+# tcp_nodelay: without it beast's small response writes wait for the client's delayed ACK,
+# and a small GET in a loop takes 44 ms instead of 2 ms
+rgw frontends = beast tcp_nodelay=1 endpoint=127.0.0.1:${RGW_PORT} ssl_endpoint=127.0.0.1:${RGW_SSL_PORT} ssl_certificate=$DIR/rgw/cert.pem ssl_private_key=$DIR/rgw/key.pem
 rgw data = $DIR/rgw
 # with auth disabled radosgw loops forever unless its mon client mode is crc
 ms mon client mode = crc

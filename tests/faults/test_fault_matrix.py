@@ -260,14 +260,15 @@ def attempts_per_request(proxy: FaultProxy) -> Counter[tuple[str, str, str]]:
     """How many faulted attempts each distinct request got. A request is identified by
     method, key and part: the part number of an upload, or for a read the end of the range
     it serves, which stays the same when a part is resumed. An unranged or open-ended GET
-    serves part 1 (the first part of a parallel read, or the whole of a single stream)."""
+    serves part 1 (the first part of a parallel read, or the whole of a single stream), and
+    so does the first GET of each read, the one not pinned with If-Match."""
     counts: Counter[tuple[str, str, str]] = Counter()
     for record in proxy.stats.records:
         if record.fault is None:
             continue
         part = parse_qs(record.query).get("partNumber", [""])[0]
         if record.method == "GET" and record.key:
-            end = record.range.rsplit("-", 1)[1] if record.range else ""
+            end = record.range.rsplit("-", 1)[1] if record.range and record.if_match else ""
             part = end or str(PART_SIZE - 1)
         counts[(record.method, record.key, part)] += 1
     return counts

@@ -29,6 +29,10 @@ class RequestLog:
     def ranges(self, operation: str = "GetObject") -> list[str | None]:
         return [h.get("Range") for op, h in self.headers if op == operation]
 
+    def first_gets(self) -> int:
+        """GETs that began a read: every continuation is pinned with If-Match, these not."""
+        return sum(1 for op, h in self.headers if op == "GetObject" and "If-Match" not in h)
+
 
 def _text(value: str | bytes) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
