@@ -37,6 +37,12 @@ OPERATIONS = (
 
 
 def rss_mib() -> float:
+    """Peak RSS of this process so far. Not ru_maxrss: Linux carries the parent's ru_maxrss
+    across fork and exec, so a child of a process that held 1 GiB would start at 1 GiB.
+    VmHWM belongs to this address space, which exec made new."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

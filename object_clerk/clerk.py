@@ -126,7 +126,6 @@ class ObjectClerk:
         client: S3Client | None = None,
         settings: ClerkSettings | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
-        retrier: Retrier | None = None,
     ) -> None:
         overrides: dict[str, Any] = {
             "host": host,
@@ -158,9 +157,7 @@ class ObjectClerk:
         elif overrides:
             settings = load_settings(**{**settings.model_dump(), **overrides})
         self.settings = settings
-        policy = settings.retry_policy()
-        if retrier is None:
-            retrier = Retrier(policy, on_retry=on_retry)
+        retrier = Retrier(settings.retry_policy(), on_retry=on_retry)
         self._client = client if client is not None else _build_client(settings)
         self._engine = Engine(
             self._client, retrier, settings.transfer(), strict=settings.strict_verification
@@ -204,9 +201,11 @@ class ObjectClerk:
         """Return the object's bytes, verified against the ETag of the same GET response.
 
         The MD5 (or, for a multipart object, the MD5 of each part) is computed as the body
-        arrives; no extra request is needed except, once per store, a ``HeadObject
-        (PartNumber=1)`` probe for a multipart object whose layout object_clerk did not record.
-        A body cut short is resumed from the bytes already held, pinned with ``If-Match``.
+        arrives. A small object takes one request. A multipart object whose layout
+        object_clerk did not record costs one ``HeadObject(PartNumber=1)`` probe, except on
+        stores this clerk found to ignore it (Ceph), where candidate layouts are tried. A large
+        multipart object is read part by part in parallel. A body cut short is resumed from
+        the bytes already held, pinned with ``If-Match``.
 
         Raises:
             ObjectNotFoundError, BucketNotFoundError, AccessDeniedError: not retried.
