@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from object_clerk.errors import (
     ChecksumMismatchError,
     ObjectClerkError,
+    RequestRejectedError,
     ServerError,
     TransientError,
     UnverifiableObjectError,
@@ -169,9 +170,7 @@ class Engine:
             return reason
         etag = parse_etag(response.get("ETag"))
         assert etag is not None  # opaque_etag_reason checked it
-        size = int(response.get("ContentLength") or 0)
-        if "ContentRange" in response:
-            size = int(str(response["ContentRange"]).rsplit("/", 1)[-1])
+        size = int(response.get("ContentLength") or 0)  # a read passes the object's size
         if etag.parts is None:
             return ObjectLayout(size, etag, (0,), True, "single-part")
         parts = etag.parts
@@ -198,7 +197,12 @@ class Engine:
         if response.get("VersionId"):
             params["VersionId"] = response["VersionId"]
         run = self.once if nested else self.call
-        head = run("HeadObject", bucket, key, lambda: self.client.head_object(**params))
+        try:
+            head = run("HeadObject", bucket, key, lambda: self.client.head_object(**params))
+        except RequestRejectedError:
+            # A store that refuses PartNumber outright (400): it cannot tell us either.
+            self._part_number_supported = False
+            return None
         count = head.get("PartsCount")
         if count is None:
             self._part_number_supported = False

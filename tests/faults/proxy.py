@@ -37,6 +37,7 @@ class Fault(str, enum.Enum):
     SLOW_DOWN = "503"  # 503 SlowDown, not forwarded
     TOO_MANY_REQUESTS = "429"  # 429 TooManyRequests, not forwarded
     ERROR_IN_200 = "200-error"  # 200 OK whose body is an S3 error document, not forwarded
+    BAD_REQUEST = "400"  # 400 InvalidArgument, not forwarded (a store refusing a feature)
 
 
 # Faults that answer without forwarding the request: the server never sees it.
@@ -45,6 +46,7 @@ SYNTHETIC = {
     Fault.SLOW_DOWN: (503, "Slow Down", "SlowDown"),
     Fault.TOO_MANY_REQUESTS: (429, "Too Many Requests", "TooManyRequests"),
     Fault.ERROR_IN_200: (200, "OK", "InternalError"),
+    Fault.BAD_REQUEST: (400, "Bad Request", "InvalidArgument"),
 }
 NOT_FORWARDED = {*SYNTHETIC, Fault.RESET_BEFORE_RESPONSE, Fault.STALL}
 
@@ -259,7 +261,7 @@ class FaultProxy:
         *,
         seed: int = 0,
         rate: float = 0.0,
-        random_faults: tuple[Fault, ...] = tuple(Fault),
+        random_faults: tuple[Fault, ...] = tuple(f for f in Fault if f is not Fault.BAD_REQUEST),
         stall_seconds: float = 3.0,
     ) -> None:
         self.upstream = upstream

@@ -26,7 +26,7 @@ from object_clerk.etag import MiB
 from tests.faults.conftest import TRIES
 from tests.faults.proxy import Fault, FaultProxy, Rule
 from tests.integration.faults import RequestLog
-from tests.integration.test_operations import payload
+from tests.integration.test_operations import payload, raw_upload
 from tests.servers import Backend
 
 pytestmark = pytest.mark.integration
@@ -198,3 +198,18 @@ def test_refused_connections_are_retried_a_bounded_number_of_times(
     patient = make_clerk(retry_delay=0.2, retry_backoff=2.0, retry_max_delay=1.0, retry_tries=5)
     with proxy.refusing(seconds=0.3):
         assert patient.get_object(bucket, "k") == b"data"
+
+
+def test_store_refusing_partnumber_falls_back_to_candidate_layouts(
+    proxy: FaultProxy, make_clerk: Callable[..., ObjectClerk], ceph: Backend
+) -> None:
+    """A store that answers HeadObject(PartNumber=1) with 400 does not fail the read: the
+    clerk verifies a foreign multipart object against candidate layouts instead."""
+    bucket = ceph.new_bucket()
+    data = payload(2 * 8 * MiB + 5)
+    raw_upload(ceph, bucket, "k", data, 8 * MiB)
+    rule = proxy.add(Rule(Fault.BAD_REQUEST, method="HEAD", query="partNumber", times=-1))
+    clerk = make_clerk()
+    assert clerk.get_object(bucket, "k") == data
+    assert clerk.get_object(bucket, "k") == data
+    assert rule.fired == 1  # refused once, then not asked again
