@@ -64,7 +64,7 @@ class Sink(Protocol):
     that cannot (its bytes went onward) raises :class:`CannotRestart`. ``presize`` is told
     the object's size once it is known."""
 
-    def write(self, data: bytes | bytearray) -> object: ...
+    def write(self, data: bytes | bytearray | memoryview) -> object: ...
 
     def reset(self) -> None: ...
 
@@ -75,7 +75,7 @@ class PositionalSink(Sink, Protocol):
     """A sink that also takes writes at any offset, from several threads at once: parallel
     workers then write each chunk where it belongs, with nothing buffered in between."""
 
-    def write_at(self, offset: int, data: bytes | bytearray) -> None: ...
+    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None: ...
 
 
 class CannotRestart(Exception):
@@ -101,11 +101,11 @@ class BytesSink:
                 self._buffer.write(b"\0")
                 self._buffer.seek(position)
 
-    def write(self, data: bytes | bytearray) -> object:
+    def write(self, data: bytes | bytearray | memoryview) -> object:
         with self._lock:
             return self._buffer.write(data)
 
-    def write_at(self, offset: int, data: bytes | bytearray) -> None:
+    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         with self._lock:
             self._buffer.seek(offset)
             self._buffer.write(data)
@@ -134,7 +134,7 @@ class FileSink:
     def presize(self, size: int) -> None:
         pass
 
-    def write(self, data: bytes | bytearray) -> object:
+    def write(self, data: bytes | bytearray | memoryview) -> object:
         self._written += len(data)
         return self._handle.write(data)
 
@@ -160,11 +160,11 @@ class DiskFileSink:
     def presize(self, size: int) -> None:
         pass
 
-    def write(self, data: bytes | bytearray) -> object:
+    def write(self, data: bytes | bytearray | memoryview) -> object:
         self.write_at(self._end, data)
         return len(data)
 
-    def write_at(self, offset: int, data: bytes | bytearray) -> None:
+    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         while view:
             written = os.pwrite(self._fd, view, offset)
@@ -190,7 +190,7 @@ class StreamSink:
     def presize(self, size: int) -> None:
         pass
 
-    def write(self, data: bytes | bytearray) -> object:
+    def write(self, data: bytes | bytearray | memoryview) -> object:
         view = memoryview(data)
         for start in range(0, len(view), self._chunk):
             self._put(bytes(view[start : start + self._chunk]))
@@ -371,10 +371,18 @@ def _read_parts(
     io_chunk = engine.transfer.io_chunksize
     write_at = getattr(sink, "write_at", None)
 
-    def fetch(number: int, offset: int, length: int) -> tuple[bytearray, bytes]:
-        # With a positional sink each chunk goes straight to its place and only the count
-        # is kept; otherwise the part is buffered here and written in order below.
+    # Without a positional sink, parts are buffered and written in order. The buffers are
+    # allocated once and reused: allocating and freeing part-sized buffers from many threads
+    # leaves glibc's per-thread arenas holding the memory, and RSS creeps far past the budget.
+    spare: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+
+    def fetch(number: int, offset: int, length: int) -> tuple[memoryview, bytes]:
         buffer = bytearray()
+        if write_at is None:
+            try:
+                buffer = spare.get_nowait()
+            except queue.Empty:
+                buffer = bytearray(state.part_size)
         received = 0
         digest = hashlib.md5(usedforsecurity=False)
         open_body: list[Any] = [first_body if number == 1 else None]
@@ -410,7 +418,7 @@ def _read_parts(
                         if write_at is not None:
                             write_at(offset + received, chunk)
                         else:
-                            buffer.extend(chunk)
+                            buffer[received : received + len(chunk)] = chunk
                         received += len(chunk)
                 finally:
                     body.close()
@@ -420,10 +428,13 @@ def _read_parts(
         except TransientError:
             state.parts_exhausted = True
             raise
-        return buffer, digest.digest()
+        return memoryview(buffer)[:received], digest.digest()
 
     concurrency = max(1, engine.transfer.download_concurrency)
-    pending: deque[Future[tuple[bytearray, bytes]]] = deque()
+    if write_at is None:
+        # Buffered parts: the one being handed over counts against the budget too.
+        concurrency = max(1, concurrency - 1)
+    pending: deque[Future[tuple[memoryview, bytes]]] = deque()
     upcoming = iter(parts)
     digests: list[bytes] = []
     pool = ThreadPoolExecutor(concurrency, thread_name_prefix="object-clerk-read")
@@ -445,7 +456,9 @@ def _read_parts(
                 ) from exc
             if write_at is None:
                 sink.write(buffer)
-            state.offset += len(buffer) if write_at is None else 0
+                state.offset += len(buffer)
+                spare.put(buffer.obj)  # type: ignore[arg-type]
+            buffer.release()
             digests.append(digest)
             del buffer
             following = next(upcoming, None)
@@ -662,7 +675,7 @@ def stream(
     bytes did not verify raises ChecksumMismatchError after its last chunk. Until the
     iterator is exhausted without error, treat what it gave as unverified.
     """
-    sink = StreamSink(max_items=max(4, (16 << 20) // max(chunk_size, 1)), chunk=chunk_size)
+    sink = StreamSink(max_items=max(2, (8 << 20) // max(chunk_size, 1)), chunk=chunk_size)
 
     def produce() -> None:
         error: BaseException | None = None
