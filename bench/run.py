@@ -30,20 +30,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from bench.one import OPERATIONS
 from object_clerk import EtagCalculator, ObjectClerk
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 SIZES = {"1MiB": MiB, "64MiB": 64 * MiB, "1GiB": 1024 * MiB}
 REPS = {MiB: 15, 64 * MiB: 5, 1024 * MiB: 3}
-OPERATIONS = (
-    "upload-file",
-    "upload-memory",
-    "download-file",
-    "download-stream",
-    "get",
-    "copy",
-)
 
 
 def start_ceph() -> tuple[dict[str, str], bool]:

@@ -273,15 +273,7 @@ def read(
                 state.unranged = True
                 return dict(engine.client.get_object(Bucket=bucket, Key=key)), None
             if state.etag is not None and _status(exc) == 412:
-                # The object changed since the first response: start over on the new
-                # version rather than mix two versions' bytes.
-                _restart(state, sink)
-                raise ConnectionFault(
-                    "the object changed during the read; restarting from its new version",
-                    operation="GetObject",
-                    bucket=bucket,
-                    key=key,
-                ) from exc
+                raise _object_changed(state, sink, bucket, key) from exc
             raise
 
     def attempt() -> ReadResult:
@@ -332,6 +324,19 @@ def read(
         if isinstance(cause, ObjectClerkError):
             raise cause from None
         raise
+
+
+def _object_changed(state: _ReadState, sink: Sink, bucket: str, key: str) -> ConnectionFault:
+    """A pinned request found the object changed since the first response (412): discard
+    what was read and return the retryable error that starts over on the new version,
+    rather than mix two versions' bytes."""
+    _restart(state, sink)
+    return ConnectionFault(
+        "the object changed during the read; restarting from its new version",
+        operation="GetObject",
+        bucket=bucket,
+        key=key,
+    )
 
 
 def _restart(state: _ReadState, sink: Sink) -> None:
@@ -447,13 +452,7 @@ def _read_parts(
             try:
                 buffer, digest = pending.popleft().result()
             except PreconditionFailedError as exc:
-                _restart(state, sink)
-                raise ConnectionFault(
-                    "the object changed during the read; restarting from its new version",
-                    operation="GetObject",
-                    bucket=bucket,
-                    key=key,
-                ) from exc
+                raise _object_changed(state, sink, bucket, key) from exc
             if write_at is None:
                 sink.write(buffer)
                 state.offset += len(buffer)
