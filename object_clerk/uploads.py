@@ -166,7 +166,8 @@ def _upload_parts(
     verify: bool,
 ) -> tuple[list[tuple[int, str, bytes]], int]:
     concurrency = max(1, engine.transfer.upload_concurrency)
-    # One slot per part held in memory: at most `concurrency` sending plus one being read.
+    # One slot per part held in memory, taken before the part is read and given back when
+    # it is sent: at most `concurrency` parts exist at once, read or in flight.
     slots = threading.BoundedSemaphore(concurrency)
     futures: list[Future[tuple[int, str, bytes]]] = []
     total = 0
