@@ -2,7 +2,7 @@
 
 Strategy: each part is read into memory once, hashed, and sent with its Content-MD5, so the
 server refuses damaged bytes (Ceph, AWS) and a retry resends exactly the same bytes. Memory
-is bounded by ``(max_concurrency + 1) x part size`` for a multipart upload, and by the
+is bounded by ``max_concurrency x part size`` for a multipart upload, and by the
 threshold for a single-part one (the Content-MD5 must be known before the body is sent). The
 expected ETag is built from the part digests already computed: no second pass over the data.
 """
