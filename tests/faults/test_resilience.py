@@ -4,7 +4,6 @@ permanent errors tried once, refused connections bounded."""
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from object_clerk import (
 from object_clerk.etag import MiB
 from tests.faults.conftest import TRIES
 from tests.faults.proxy import Fault, FaultProxy, Rule
-from tests.integration.faults import RequestLog
+from tests.integration.faults import RequestLog, pipe_of
 from tests.integration.test_operations import payload, raw_upload
 from tests.servers import Backend
 
@@ -119,17 +118,8 @@ def test_pipe_upload_survives_damaged_part(
     bucket = ceph.new_bucket()
     data = payload(11 * MiB + 5)
     rule = proxy.add(Rule(Fault.FLIP_REQUEST, method="PUT", query="partNumber=2"))
-    read_fd, write_fd = os.pipe()
-
-    def feed() -> None:
-        with os.fdopen(write_fd, "wb") as writer:
-            writer.write(data)
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+    with pipe_of(data) as pipe:
         result = make_clerk().upload_object(pipe, bucket, "k")
-    feeder.join()
     assert rule.fired == 1
     assert result.verification == "multipart-md5"
     assert ceph.raw().get_object(Bucket=bucket, Key="k")["Body"].read() == data

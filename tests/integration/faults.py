@@ -6,9 +6,30 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import threading
 from collections import Counter
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+
+@contextmanager
+def pipe_of(data: bytes) -> Iterator[BinaryIO]:
+    """A real, non-seekable pipe whose other end a thread fills with ``data``."""
+    read_fd, write_fd = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(write_fd, "wb") as writer:
+            writer.write(data)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            yield pipe
+    finally:
+        feeder.join()
 
 
 class RequestLog:

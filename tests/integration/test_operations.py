@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from object_clerk import (
     ObjectNotFoundError,
 )
 from object_clerk.etag import MiB
-from tests.integration.faults import RequestLog
+from tests.integration.faults import RequestLog, pipe_of
 from tests.servers import Backend
 
 pytestmark = pytest.mark.integration
@@ -144,17 +142,8 @@ def test_upload_sources_path_str_file_offset_and_stream(
         handle.seek(8)
         result = clerk.upload_object(handle, bucket, "from-offset")
     assert result.size == len(data) - 8
-    read_fd, write_fd = os.pipe()
-
-    def feed() -> None:
-        with os.fdopen(write_fd, "wb") as writer:
-            writer.write(data)
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+    with pipe_of(data) as pipe:
         piped = clerk.upload_object(pipe, bucket, "from-pipe")
-    feeder.join()
     assert piped.verification == "multipart-md5"
     raw = backend.raw()
     for key, expected in [
@@ -170,10 +159,7 @@ def test_small_stream_of_unknown_size_is_one_put(backend: Backend, bucket: str) 
     """A non-seekable stream shorter than the threshold becomes one verified PutObject."""
     clerk = small_clerk(backend)
     log = RequestLog(clerk.client)
-    read_fd, write_fd = os.pipe()
-    os.write(write_fd, b"tiny stream")
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+    with pipe_of(b"tiny stream") as pipe:
         result = clerk.upload_object(pipe, bucket, "tiny")
     assert result.verification == "md5"
     assert log.counts == {"PutObject": 1}
