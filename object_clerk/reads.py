@@ -62,20 +62,14 @@ __all__ = [
 class Sink(Protocol):
     """Where a read writes, in order. ``reset`` discards everything written so far; a sink
     that cannot (its bytes went onward) raises :class:`CannotRestart`. ``presize`` is told
-    the object's size once it is known."""
+    the object's size once it is known. A sink that also has ``write_at(offset, data)``,
+    safe from several threads, lets parallel workers write each chunk where it belongs."""
 
     def write(self, data: bytes | bytearray | memoryview) -> object: ...
 
     def reset(self) -> None: ...
 
     def presize(self, size: int) -> None: ...
-
-
-class PositionalSink(Sink, Protocol):
-    """A sink that also takes writes at any offset, from several threads at once: parallel
-    workers then write each chunk where it belongs, with nothing buffered in between."""
-
-    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None: ...
 
 
 class CannotRestart(Exception):
@@ -470,17 +464,6 @@ def _read_parts(
         state.offset = state.size
 
 
-class _Checker:
-    """One candidate layout's running ETag."""
-
-    def __init__(self, part_size: int) -> None:
-        self.part_size = part_size
-        self.calculator = EtagCalculator(part_size)
-
-    def update(self, data: bytes) -> None:
-        self.calculator.update(data)
-
-
 class _ReadState:
     """Per-read state: the pinned ETag, the offset reached and the running checksums."""
 
@@ -488,7 +471,7 @@ class _ReadState:
         self.etag: str | None = None
         self.size = 0
         self.offset = 0
-        self.checkers: list[_Checker] = []
+        self.checkers: list[EtagCalculator] = []
         self.layout: ObjectLayout | None = None
         self.first_response: dict[str, Any] = {}
         self.parallel = False
@@ -535,7 +518,7 @@ class _ReadState:
             self.parallel = True
             self.part_size = layout.part_sizes[0]
         else:
-            self.checkers = [_Checker(size) for size in layout.part_sizes]
+            self.checkers = [EtagCalculator(size) for size in layout.part_sizes]
 
     def check(self, bucket: str, key: str) -> str:
         """How the bytes read were verified; raises when they were not."""
@@ -552,9 +535,9 @@ class _ReadState:
                 return kind
         else:
             for checker in self.checkers:
-                if checker.calculator.etag() == expected:
+                if checker.etag() == expected:
                     return kind
-            actual = self.checkers[0].calculator.etag()
+            actual = self.checkers[0].etag()
         if layout.authoritative:
             raise ChecksumMismatchError(
                 f"the bytes read do not match the object's ETag (layout: {layout.source})",
