@@ -11,12 +11,14 @@ from object_clerk.errors import (
     ConfigurationError,
     ConnectionFault,
     InvalidRequestError,
+    LocalIOError,
     NotFoundError,
     ObjectClerkError,
     ObjectNotFoundError,
     PreconditionFailedError,
     RequestRejectedError,
     ServerError,
+    SourceChangedError,
     ThrottledError,
     TLSError,
     TransientError,
@@ -34,6 +36,7 @@ from object_clerk.etag import (
 )
 from object_clerk.retry import Retrier, RetryEvent, RetryPolicy, is_retryable, retry_transient
 from object_clerk.settings import ClerkSettings, load_settings
+from object_clerk.verdict import Verification
 
 try:
     __version__ = version("object-clerk")
@@ -51,6 +54,7 @@ __all__ = [
     "ConnectionFault",
     "EtagCalculator",
     "InvalidRequestError",
+    "LocalIOError",
     "NotFoundError",
     "ObjectClerk",
     "ObjectClerkError",
@@ -62,12 +66,14 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "ServerError",
+    "SourceChangedError",
     "TLSError",
     "ThrottledError",
     "TransferResult",
     "TransientError",
     "UnverifiableObjectError",
     "UnverifiableObjectWarning",
+    "Verification",
     "__version__",
     "candidate_part_sizes",
     "compute_etag",

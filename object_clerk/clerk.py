@@ -25,7 +25,7 @@ from object_clerk.errors import (
     TransientError,
 )
 from object_clerk.retry import Retrier, RetryEvent, botocore_attempts
-from object_clerk.settings import ClerkSettings, load_settings
+from object_clerk.settings import ClerkSettings, check_endpoint, layered, load_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -72,7 +72,7 @@ UPLOAD_EXTRA_ARGS = frozenset(
 )
 
 # S3's rules, relaxed to what Ceph RGW accepts for legacy buckets (upper case, underscores).
-_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
+_BUCKET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _MAX_KEY_BYTES = 1024
 
 
@@ -152,10 +152,13 @@ class ObjectClerk:
             "strict_verification": strict_verification,
         }
         overrides = {name: value for name, value in overrides.items() if value is not None}
+        # Precedence: these arguments, then `settings`, then the environment and .env.
         if settings is None:
             settings = load_settings(**overrides)
         elif overrides:
-            settings = load_settings(**{**settings.model_dump(), **overrides})
+            settings = load_settings(**layered(settings.model_dump(), overrides))
+        else:
+            check_endpoint(settings)
         self.settings = settings
         retrier = Retrier(settings.retry_policy(), on_retry=on_retry)
         self._client = client if client is not None else _build_client(settings)
@@ -342,6 +345,7 @@ class ObjectClerk:
         ):
             if value is not None:
                 args[name] = value
+        _check_upload_args(args, bucket, key)
         return uploads.upload(
             self._engine, data, bucket, key, extra_args=args, verify=verify_checksum
         )
@@ -445,6 +449,12 @@ class ObjectClerk:
         failure on page 7 does not restart the listing.
         """
         _check_bucket(bucket, "list_objects")
+        if prefix is not None and not isinstance(prefix, str):
+            raise InvalidRequestError(
+                f"prefix must be a string, got {type(prefix).__name__}",
+                operation="list_objects",
+                bucket=bucket,
+            )
         if (
             isinstance(page_size, bool)
             or not isinstance(page_size, int)
@@ -529,7 +539,7 @@ def _build_client(settings: ClerkSettings) -> S3Client:
 
 
 def _check_bucket(bucket: object, operation: str) -> None:
-    if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket) or ".." in bucket:
+    if not isinstance(bucket, str) or not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise InvalidRequestError(
             f"invalid bucket name {bucket!r}: 3 to 255 letters, digits, dots, hyphens or"
             " underscores, starting and ending with a letter or digit",
@@ -551,6 +561,48 @@ def _check_object(bucket: object, key: object, operation: str) -> None:
             operation=operation,
             bucket=bucket,
         )
+
+
+# An HTTP header name (RFC 9110 token): what a user-metadata key becomes, after x-amz-meta-.
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# What an HTTP header value may hold here: printable US-ASCII, spaces and tabs.
+_HEADER_VALUE_RE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def _check_upload_args(args: dict[str, Any], bucket: str, key: str) -> None:
+    """Refuse, before any request, upload arguments that would become broken HTTP headers
+    (a CR/LF, a non-ASCII byte, a number where a string belongs): sent, they fail in ways
+    that look like network faults."""
+
+    def refuse(message: str) -> InvalidRequestError:
+        return InvalidRequestError(message, operation="upload_object", bucket=bucket, key=key)
+
+    metadata = args.get("Metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise refuse(f"metadata must be a dict of str to str, not {type(metadata).__name__}")
+        for name, value in metadata.items():
+            if not isinstance(name, str) or not _TOKEN_RE.fullmatch(name):
+                raise refuse(
+                    f"metadata key {name!r} is not a valid header name: use letters, digits"
+                    " and -_.!#$%&'*+^`|~"
+                )
+            if not isinstance(value, str):
+                raise refuse(
+                    f"metadata value for {name!r} must be a str, not {type(value).__name__}"
+                )
+            if not _HEADER_VALUE_RE.fullmatch(value):
+                raise refuse(
+                    f"metadata value for {name!r} holds a control or non-ASCII character:"
+                    " S3 user metadata is US-ASCII (percent-encode other text)"
+                )
+    for name, value in args.items():
+        if (
+            name not in ("Metadata", "SSECustomerKey")  # botocore base64-encodes the key
+            and isinstance(value, str)
+            and not _HEADER_VALUE_RE.fullmatch(value)
+        ):
+            raise refuse(f"{name} holds a control or non-ASCII character")
 
 
 def _check_copy(source_bucket: str, source_key: str, bucket: str, key: str, operation: str) -> None:

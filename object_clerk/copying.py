@@ -9,36 +9,25 @@ mid-copy.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import logging
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from object_clerk.engine import (
-    OPAQUE_SSE,
     PART_SIZE_METADATA,
     Engine,
-    ObjectLayout,
     TransferResult,
-    opaque_etag_reason,
     quoted,
     require_etag,
+    result_of,
 )
-from object_clerk.errors import (
-    ChecksumMismatchError,
-    InvalidRequestError,
-    ObjectNotFoundError,
-)
-from object_clerk.etag import (
-    MAX_PART_SIZE,
-    PartLayout,
-    multipart_etag,
-    parse_etag,
-)
+from object_clerk.errors import ChecksumMismatchError, InvalidRequestError, ObjectNotFoundError
+from object_clerk.etag import MAX_PART_SIZE, PartLayout, multipart_etag, parse_etag, plan_parts
+from object_clerk.runner import run_parts
+from object_clerk.verdict import ObjectLayout, Verdict, judge
 
 __all__ = ["copy"]
 
@@ -75,28 +64,30 @@ def copy(
     that layout can be found; each part is retried on its own. Otherwise one CopyObject
     call is made, and the unit "read the source's ETag, copy, compare" is what is retried,
     so a source that changed mid-copy is read again rather than reported as corrupt.
+
+    On Ceph RGW, a source key with ``%`` is never copied with UploadPartCopy: RGW 16
+    URL-decodes that request's copy source twice, so it copies another object or, for a
+    ``%`` not followed by two hex digits, aborts the radosgw process. One CopyObject copies
+    it instead.
     """
     head = engine.head(source_bucket, source_key)
     source_etag = parse_etag(head.get("ETag"))
     size = int(head.get("ContentLength") or 0)
     multipart = source_etag is not None and source_etag.multipart
-    if size and ((verify and multipart) or size > MAX_PART_SIZE):
-        layout = engine.discover_layout(source_bucket, source_key, head)
-        if isinstance(layout, ObjectLayout):
-            try:
-                copied = _copy_by_parts(
-                    engine, source_bucket, source_key, head, layout, bucket, key, verify=verify
-                )
-            except (ObjectNotFoundError, ChecksumMismatchError) as exc:
-                # Ceph RGW 16 URL-decodes UploadPartCopy's copy source twice: a key with '%'
-                # is not found, or another object is copied (caught by the ETag check, with
-                # nothing completed). CopyObject decodes it once; fall back to it.
-                if "%" not in source_key or size > MAX_PART_SIZE:
-                    raise
-                logger.warning("part copy of a key with '%%' failed (%s); using CopyObject", exc)
-                copied = None
-            if copied is not None:
-                return copied
+    if "%" in source_key and _is_rgw(head):
+        if size > MAX_PART_SIZE:
+            raise InvalidRequestError(
+                "a source over 5 GiB whose key contains '%' cannot be copied safely: it needs"
+                " UploadPartCopy, which Ceph RGW decodes twice (another object is copied, or"
+                " the server crashes); rename the source, or download and upload it",
+                operation=operation,
+                bucket=source_bucket,
+                key=source_key,
+            )
+    elif size and ((verify and multipart) or size > MAX_PART_SIZE):
+        copied = _copy_by_parts(engine, source_bucket, source_key, head, bucket, key, verify=verify)
+        if copied is not None:
+            return copied
     heads = [dict(head)]
     stored_mismatch = False
 
@@ -129,64 +120,64 @@ def _copy_whole(
     verify: bool,
     operation: str,
 ) -> TransferResult:
-    """One CopyObject call and the comparison of its ETag: one attempt, not retried here."""
+    """One CopyObject call and the verdict on its ETag: one attempt, not retried here."""
     size = int(head.get("ContentLength") or 0)
-    if size > MAX_PART_SIZE:
-        raise InvalidRequestError(
-            f"cannot copy {size} bytes in one CopyObject call and the source's part layout"
-            " is unknown",
-            operation=operation,
-            bucket=source_bucket,
-            key=source_key,
-        )
     source_text = str(head.get("ETag") or "")
     with _source_not_found(source_bucket, source_key):
-        response = engine.client.copy_object(
-            Bucket=bucket,
-            Key=key,
-            CopySource={"Bucket": source_bucket, "Key": source_key},
-            # Pinned to what we read. Ceph RGW 16 and moto ignore this header, which is why
-            # the destination's ETag is compared with this one below.
-            CopySourceIfMatch=quoted(source_text.strip('"')),
+        response = engine.once(
+            "CopyObject",
+            bucket,
+            key,
+            lambda: engine.client.copy_object(
+                Bucket=bucket,
+                Key=key,
+                CopySource={"Bucket": source_bucket, "Key": source_key},
+                # Pinned to what we read. Ceph RGW 16 and moto ignore this header, which is
+                # why the destination's ETag is compared with this one below.
+                CopySourceIfMatch=quoted(source_text.strip('"')),
+            ),
         )
     dest_text = require_etag(response.get("CopyObjectResult", {}), "CopyObject", bucket, key)
-    dest_text = dest_text.strip('"')
-    version_id = response.get("VersionId")
-    if not verify:
-        return TransferResult(bucket, key, dest_text, size, version_id, "skipped")
-    reason = opaque_etag_reason(head)
-    if reason is None and (
-        parse_etag(dest_text) is None or response.get("ServerSideEncryption") in OPAQUE_SSE
-    ):
-        reason = "the destination's ETag is not an MD5 (encrypted by the bucket's default?)"
-    if reason is not None:
-        engine.unverifiable(reason, operation=operation, bucket=bucket, key=key)
-        return TransferResult(bucket, key, dest_text, size, version_id, "unverifiable")
-    source, dest = parse_etag(source_text), parse_etag(dest_text)
-    assert source is not None and dest is not None
-    if dest == source:
-        kind = "multipart-md5" if source.multipart else "md5"
-        return TransferResult(bucket, key, dest_text, size, version_id, kind)
-    if source.multipart and not dest.multipart:
-        # The store recomputed a single-part ETag (AWS, moto) for a source whose layout we
-        # could not find: the two ETags measure different things.
-        engine.unverifiable(
-            "the store gave the copy a single-part ETag and the source's part layout is"
-            " unknown, so the two cannot be compared",
-            operation=operation,
+    verdict = judge(
+        verify=verify,
+        etag=dest_text,
+        computed=_comparable(head, dest_text),
+        evidence=[head, response],
+        unknown="the store gave the copy a single-part ETag and the source's part layout is"
+        " unknown, so the two cannot be compared",
+    )
+    if not verdict.matched:
+        raise verdict.mismatch(
+            "the copy's ETag does not match the source's (the source changed, or the copy"
+            " was damaged)",
+            operation="CopyObject",
             bucket=bucket,
             key=key,
         )
-        return TransferResult(bucket, key, dest_text, size, version_id, "unverifiable")
-    raise ChecksumMismatchError(
-        "the copy's ETag does not match the source's (the source changed, or the copy was damaged)",
-        expected=str(source),
-        actual=str(dest),
-        algorithm="multipart-md5" if source.multipart else "md5",
-        operation="CopyObject",
-        bucket=bucket,
-        key=key,
-    )
+    engine.report(verdict, operation=operation, bucket=bucket, key=key)
+    return result_of(bucket, key, dest_text, size, response.get("VersionId"), verdict)
+
+
+# Ceph RGW's request ids: "tx" + hex, "-" + hex timestamp, "-" + hex, "-" + zone group.
+_RGW_REQUEST_ID = re.compile(r"tx[0-9a-f]+-[0-9a-f]+-[0-9a-f]+-")
+
+
+def _is_rgw(head: dict[str, Any]) -> bool:
+    """Whether a HeadObject answer came from Ceph RGW: it sends ``x-rgw-object-type``, and
+    its request ids have their own shape."""
+    headers = head.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    request_id = str(headers.get("x-amz-request-id", ""))
+    return "x-rgw-object-type" in headers or bool(_RGW_REQUEST_ID.match(request_id))
+
+
+def _comparable(head: dict[str, Any], dest_text: str) -> list[str]:
+    """What a one-call copy's ETag should be: the source's, when the two measure the same
+    thing. A store that recomputes a single-part ETag for a multipart source (AWS, moto)
+    makes them incomparable; so does a source ETag that is not an MD5."""
+    source, dest = parse_etag(head.get("ETag")), parse_etag(dest_text)
+    if source is None or (dest is not None and source.multipart and not dest.multipart):
+        return []
+    return [str(source)]
 
 
 def _copy_by_parts(
@@ -194,7 +185,6 @@ def _copy_by_parts(
     source_bucket: str,
     source_key: str,
     head: dict[str, Any],
-    layout: ObjectLayout,
     bucket: str,
     key: str,
     *,
@@ -205,9 +195,21 @@ def _copy_by_parts(
     Each candidate layout is tried in turn (only one when the layout is known): the
     server's digests of the copied ranges must reproduce the source's ETag before the
     upload is completed. Returns None when no candidate does and the object fits in one
-    CopyObject call; an object over 5 GiB is then copied in the first candidate layout
-    and reported unverifiable.
+    CopyObject call. An object over 5 GiB is otherwise copied in the first candidate layout
+    (or, when its ETag proves nothing, in the layout an upload would get) and reported
+    unverifiable.
     """
+    size = int(head.get("ContentLength") or 0)
+    layout = engine.discover_layout(source_bucket, source_key, head)
+    if not isinstance(layout, ObjectLayout):
+        if size <= MAX_PART_SIZE:
+            return None  # one CopyObject call, whose verdict says why it is unverifiable
+        settings = engine.transfer
+        planned = plan_parts(size, settings.multipart_threshold, settings.upload_chunksize)
+        return _copy_in_layout(
+            engine, source_bucket, source_key, head, None, planned.part_size, bucket, key,
+            verify=verify,
+        )  # fmt: skip
     candidates = layout.part_sizes
     if not layout.authoritative:
         candidates = candidates[:_COPY_CANDIDATES]
@@ -215,23 +217,20 @@ def _copy_by_parts(
         candidates = candidates[:1]
     for part_size in candidates:
         copied = _copy_in_layout(
-            engine, source_bucket, source_key, head, layout, part_size, bucket, key, verify
-        )
+            engine, source_bucket, source_key, head, layout, part_size, bucket, key,
+            verify=verify,
+        )  # fmt: skip
         if copied is not None:
             return copied
-    if layout.size <= MAX_PART_SIZE:
+    if size <= MAX_PART_SIZE:
         return None
-    engine.unverifiable(
-        "no candidate part layout reproduces the source's ETag",
-        operation="copy_object",
-        bucket=bucket,
-        key=key,
-    )
     copied = _copy_in_layout(
-        engine, source_bucket, source_key, head, layout, candidates[0], bucket, key, False
-    )
+        engine, source_bucket, source_key, head, None, candidates[0], bucket, key,
+        verify=verify,
+        unknown="no candidate part layout reproduces the source's ETag",
+    )  # fmt: skip
     assert copied is not None
-    return dataclasses.replace(copied, verification="unverifiable")
+    return copied
 
 
 def _copy_in_layout(
@@ -239,13 +238,18 @@ def _copy_in_layout(
     source_bucket: str,
     source_key: str,
     head: dict[str, Any],
-    layout: ObjectLayout,
+    layout: ObjectLayout | None,
     part_size: int,
     bucket: str,
     key: str,
+    *,
     verify: bool,
+    unknown: str = "",
 ) -> TransferResult | None:
-    """One part-by-part copy. None (upload aborted) when a guessed layout does not match."""
+    """One part-by-part copy. ``layout`` is the source's layout this part size is checked
+    against before completing (None: nothing to check against). Returns None, with the
+    upload aborted, when a guessed layout does not reproduce the source's ETag."""
+    size = int(head.get("ContentLength") or 0)
     create_args: dict[str, Any] = {h: head[h] for h in _COPIED_HEADERS if head.get(h)}
     create_args["Metadata"] = {
         **(head.get("Metadata") or {}),
@@ -253,48 +257,54 @@ def _copy_in_layout(
     }
     upload_id = engine.create_upload(bucket, key, create_args)
     try:
-        parts = _copy_parts(
-            engine, source_bucket, source_key, str(head["ETag"]), layout.size, part_size,
-            bucket, key, upload_id,
+        parts = run_parts(
+            _part_copy_jobs(
+                engine, source_bucket, source_key, str(head["ETag"]), size, part_size,
+                bucket, key, upload_id,
+            ),
+            concurrency=max(1, engine.transfer.upload_concurrency),
+            name="object-clerk-copy",
         )  # fmt: skip
         digests = [digest for _, _, digest in parts]
         combined = multipart_etag(digests) if all(digests) else None
-        if verify and combined is not None and combined != str(layout.etag):
-            # The server's own digests of these ranges do not reproduce the source's ETag.
-            if layout.authoritative:
-                raise ChecksumMismatchError(
+        if verify and layout is not None and combined is not None:
+            candidate = _candidate_verdict(layout, combined)
+            if not candidate.matched:
+                raise candidate.mismatch(
                     "the copied parts do not reproduce the source's ETag (did the source"
                     " change during the copy?)",
-                    expected=str(layout.etag),
-                    actual=combined,
-                    algorithm="multipart-md5",
                     operation="UploadPartCopy",
                     bucket=bucket,
                     key=key,
                 )
-            engine.abort(bucket, key, upload_id)
-            return None
+            if candidate.kind == "unverifiable":  # a guessed layout that is not the one
+                engine.abort(bucket, key, upload_id)
+                return None
         response = engine.complete_upload(bucket, key, upload_id, parts, combined or "")
     except BaseException:
         engine.abort(bucket, key, upload_id)
         raise
-    if verify and combined is None:
-        engine.unverifiable(
-            "the store's part ETags are not MD5s (is the bucket encrypted with SSE-KMS?)",
-            operation="copy_object",
-            bucket=bucket,
-            key=key,
-        )
-        copied = engine.check_completed(
-            bucket, key, response, "", layout.size, {}, False, "multipart-md5"
-        )
-        return dataclasses.replace(copied, verification="unverifiable")
     return engine.check_completed(
-        bucket, key, response, combined or "", layout.size, {}, verify, "multipart-md5"
+        bucket,
+        key,
+        response,
+        computed=combined if layout is not None else None,
+        size=size,
+        evidence=[head],
+        verify=verify,
+        content_md5=False,
+        unknown=unknown or "the store's part ETags are not MD5s, so the copy cannot be compared",
+        operation="copy_object",
     )
 
 
-def _copy_parts(
+def _candidate_verdict(layout: ObjectLayout, combined: str) -> Verdict:
+    return judge(
+        verify=True, etag=str(layout.etag), computed=[combined], authoritative=layout.authoritative
+    )
+
+
+def _part_copy_jobs(
     engine: Engine,
     source_bucket: str,
     source_key: str,
@@ -304,21 +314,26 @@ def _copy_parts(
     bucket: str,
     key: str,
     upload_id: str,
-) -> list[tuple[int, str, bytes]]:
-    """UploadPartCopy every part, in parallel, each retried on its own. A part whose
-    ETag is not an MD5 gets an empty digest."""
+) -> Iterator[Callable[[], tuple[int, str, bytes]]]:
+    """One UploadPartCopy job per part, each retried on its own. A part whose ETag is not
+    an MD5 gets an empty digest."""
 
     def copy_part(number: int, offset: int, length: int) -> tuple[int, str, bytes]:
         def attempt() -> tuple[int, str, bytes]:
             with _source_not_found(source_bucket, source_key):
-                response = engine.client.upload_part_copy(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource={"Bucket": source_bucket, "Key": source_key},
-                    CopySourceRange=f"bytes={offset}-{offset + length - 1}",
-                    CopySourceIfMatch=source_etag,
+                response = engine.once(
+                    "UploadPartCopy",
+                    bucket,
+                    key,
+                    lambda: engine.client.upload_part_copy(
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        CopySource={"Bucket": source_bucket, "Key": source_key},
+                        CopySourceRange=f"bytes={offset}-{offset + length - 1}",
+                        CopySourceIfMatch=source_etag,
+                    ),
                 )
             etag = require_etag(response["CopyPartResult"], "UploadPartCopy", bucket, key)
             parsed = parse_etag(etag)
@@ -328,11 +343,8 @@ def _copy_parts(
 
         return engine.call("UploadPartCopy", bucket, key, attempt)
 
-    layout = PartLayout(size, part_size)
-    concurrency = max(1, engine.transfer.upload_concurrency)
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="object-clerk-copy") as pool:
-        futures = [pool.submit(copy_part, *part) for part in layout.parts()]
-        return [future.result() for future in futures]
+    for number, offset, length in PartLayout(size, part_size).parts():
+        yield functools.partial(copy_part, number, offset, length)
 
 
 @contextmanager
@@ -340,15 +352,15 @@ def _source_not_found(source_bucket: str, source_key: str) -> Iterator[None]:
     """S3's NoSuchKey answer to a copy is about the source: say so, naming the source."""
     try:
         yield
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchKey":
+    except ObjectNotFoundError as exc:
+        if exc.code != "NoSuchKey":
             raise
         raise ObjectNotFoundError(
             "the copy's source does not exist",
-            operation="CopyObject",
+            operation=exc.operation,
             bucket=source_bucket,
             key=source_key,
-            code="NoSuchKey",
-            status=exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"),
-            request_id=exc.response.get("ResponseMetadata", {}).get("RequestId"),
+            code=exc.code,
+            status=exc.status,
+            request_id=exc.request_id,
         ) from exc

@@ -21,7 +21,6 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from object_clerk.errors import (
-    ChecksumMismatchError,
     ObjectClerkError,
     RequestRejectedError,
     ServerError,
@@ -30,13 +29,10 @@ from object_clerk.errors import (
     UnverifiableObjectWarning,
     translated,
 )
-from object_clerk.etag import (
-    ParsedEtag,
-    candidate_part_sizes,
-    parse_etag,
-)
+from object_clerk.etag import candidate_part_sizes, parse_etag
 from object_clerk.retry import Retrier, is_retryable
 from object_clerk.settings import TransferSettings
+from object_clerk.verdict import VERIFIED, ObjectLayout, Verdict, Verification, etag_opacity, judge
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -55,22 +51,21 @@ PART_SIZE_METADATA = "object-clerk-part-size"
 # How far before a call an upload it created may appear to start (client/server clock skew).
 _CLOCK_SLACK = timedelta(seconds=60)
 
-# Encryption that makes the ETag something other than an MD5 of the content.
-OPAQUE_SSE = {"aws:kms", "aws:kms:dsse"}
-
 
 @dataclass(frozen=True)
 class TransferResult:
-    """What an upload, copy or move produced.
+    """What an upload, copy, move or download produced.
 
-    ``verification`` says how the stored bytes were proven:
+    ``verification`` says how the bytes were proven (see :mod:`object_clerk.verdict`):
 
     * ``"md5"``: the object's ETag equals the MD5 of the bytes;
     * ``"multipart-md5"``: its ETag equals the MD5-of-MD5s of the parts;
     * ``"content-md5"``: the server checked every body against its Content-MD5, but the ETag
-      is not an MD5 (SSE-KMS), so it could not be compared;
+      is not an MD5 (SSE-KMS, SSE-C), so it could not be compared;
     * ``"unverifiable"``: nothing could prove the content (a warning was issued);
     * ``"skipped"``: ``verify_checksum=False``.
+
+    ``reason`` says why, for the last three.
     """
 
     bucket: str
@@ -78,26 +73,12 @@ class TransferResult:
     etag: str
     size: int
     version_id: str | None
-    verification: str
+    verification: Verification
+    reason: str = ""
 
     @property
     def verified(self) -> bool:
-        return self.verification in ("md5", "multipart-md5", "content-md5")
-
-
-@dataclass(frozen=True)
-class ObjectLayout:
-    """The part layout of a stored object and how sure we are of it.
-
-    ``part_sizes`` holds one size when the layout is known (``authoritative``), or several
-    candidates, likeliest first, when it was guessed. Empty: nothing can explain the ETag.
-    """
-
-    size: int
-    etag: ParsedEtag
-    part_sizes: tuple[int, ...]
-    authoritative: bool
-    source: str
+        return self.verification in VERIFIED
 
 
 class Engine:
@@ -165,11 +146,10 @@ class Engine:
         Returns a reason string instead when the ETag cannot prove the content at all.
         ``nested``: called inside a retried unit, so a probe request is not retried itself.
         """
-        reason = opaque_etag_reason(response)
-        if reason is not None:
-            return reason
+        reason = etag_opacity([response])
         etag = parse_etag(response.get("ETag"))
-        assert etag is not None  # opaque_etag_reason checked it
+        if reason is not None or etag is None:
+            return reason or f"the ETag {response.get('ETag')!r} is not an MD5"
         size = int(response.get("ContentLength") or 0)  # a read passes the object's size
         if etag.parts is None:
             return ObjectLayout(size, etag, (0,), True, "single-part")
@@ -234,8 +214,13 @@ class Engine:
         def attempt() -> str:
             nonlocal suspect
             try:
-                created = self.client.create_multipart_upload(Bucket=bucket, Key=key, **args)
-            except Exception as exc:
+                created = self.once(
+                    "CreateMultipartUpload",
+                    bucket,
+                    key,
+                    lambda: self.client.create_multipart_upload(Bucket=bucket, Key=key, **args),
+                )
+            except ObjectClerkError as exc:
                 # Only an answer that may have been lost can hide a created upload; a 4xx
                 # (NoSuchBucket, AccessDenied...) is a definite "no".
                 suspect = suspect or not _definite_refusal(exc)
@@ -310,14 +295,17 @@ class Engine:
             attempts += 1
             try:
                 return dict(
-                    self.client.complete_multipart_upload(
-                        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=layout
+                    self.once(
+                        "CompleteMultipartUpload",
+                        bucket,
+                        key,
+                        lambda: self.client.complete_multipart_upload(
+                            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=layout
+                        ),
                     )
                 )
-            except Exception as exc:
-                response = getattr(exc, "response", None)
-                code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-                if attempts > 1 and code == "NoSuchUpload":
+            except ObjectClerkError as exc:
+                if attempts > 1 and exc.code == "NoSuchUpload":
                     head = landed()
                     if head is not None:
                         return head
@@ -345,42 +333,50 @@ class Engine:
         bucket: str,
         key: str,
         response: dict[str, Any],
-        expected: str,
+        *,
+        computed: str | None,
         size: int,
-        extra_args: Mapping[str, Any],
+        evidence: list[Mapping[str, Any]],
         verify: bool,
-        algorithm: str,
+        content_md5: bool,
+        unknown: str = "",
+        operation: str = "CompleteMultipartUpload",
     ) -> TransferResult:
+        """The verdict on a completed multipart upload, whose parts combine to ``computed``.
+
+        A mismatch removes the object and raises ChecksumMismatchError; an unverifiable
+        result is reported (a warning, or an error in strict mode).
+        """
         etag_text = str(response.get("ETag") or "")
         if not etag_text.strip('"'):
             # Ceph RGW 16 answers CompleteMultipartUpload with an empty ETag: ask for it.
-            head = self.call(
-                "HeadObject", bucket, key, lambda: self.client.head_object(Bucket=bucket, Key=key)
-            )
+            head = self.head(bucket, key)
             etag_text = str(head.get("ETag") or "")
             response = {**response, "VersionId": response.get("VersionId") or head.get("VersionId")}
             response.setdefault("ServerSideEncryption", head.get("ServerSideEncryption"))
-        etag = parse_etag(etag_text)
-        version_id = response.get("VersionId")
-        if not verify:
-            return TransferResult(bucket, key, etag_text.strip('"'), size, version_id, "skipped")
-        if etag is None or opaque_put(response, extra_args):
-            # Every part passed the server's Content-MD5 check; the ETag cannot add to that.
-            return TransferResult(
-                bucket, key, etag_text.strip('"'), size, version_id, "content-md5"
-            )
-        if str(etag) != expected:
+        verdict = judge(
+            verify=verify,
+            etag=etag_text,
+            computed=[computed] if computed else [],
+            evidence=[*evidence, response],
+            content_md5=content_md5,
+            unknown=unknown,
+        )
+        if not verdict.matched:
             self.remove_corrupted(bucket, key)
-            raise ChecksumMismatchError(
+            raise verdict.mismatch(
                 "the completed object's ETag does not match its parts",
-                expected=expected,
-                actual=str(etag),
-                algorithm=algorithm,
                 operation="CompleteMultipartUpload",
                 bucket=bucket,
                 key=key,
             )
-        return TransferResult(bucket, key, str(etag), size, version_id, algorithm)
+        self.report(verdict, operation=operation, bucket=bucket, key=key)
+        return result_of(bucket, key, etag_text, size, response.get("VersionId"), verdict)
+
+    def report(self, verdict: Verdict, *, operation: str, bucket: str, key: str) -> None:
+        """Report an unverifiable verdict: a warning, or an error in strict mode."""
+        if verdict.kind == "unverifiable":
+            self.unverifiable(verdict.reason, operation=operation, bucket=bucket, key=key)
 
     def abort(self, bucket: str, key: str, upload_id: str) -> None:
         try:
@@ -412,13 +408,9 @@ class Engine:
             logger.error("could not remove corrupted s3://%s/%s: %s", bucket, key, exc)
 
 
-def _definite_refusal(exc: BaseException) -> bool:
+def _definite_refusal(exc: ObjectClerkError) -> bool:
     """True for a server's 4xx answer: the request was refused and did nothing."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return isinstance(status, int) and 400 <= status < 500
+    return exc.status is not None and 400 <= exc.status < 500
 
 
 def require_etag(response: Mapping[str, Any], operation: str, bucket: str, key: str) -> str:
@@ -449,24 +441,12 @@ def _caller_stacklevel() -> int:
     return level
 
 
-def opaque_etag_reason(response: Mapping[str, Any]) -> str | None:
-    """Why this object's ETag cannot prove its content, or None when it can."""
-    sse = response.get("ServerSideEncryption")
-    if sse in OPAQUE_SSE:
-        return f"the object is encrypted with {sse}, so its ETag is not an MD5 of its content"
-    if response.get("SSECustomerAlgorithm"):
-        return "the object is encrypted with a customer key (SSE-C), so its ETag is not an MD5"
-    if parse_etag(response.get("ETag")) is None:
-        return f"the ETag {response.get('ETag')!r} is not an MD5"
-    return None
-
-
-def opaque_put(response: Mapping[str, Any], extra_args: Mapping[str, Any]) -> bool:
-    return (
-        response.get("ServerSideEncryption") in OPAQUE_SSE
-        or extra_args.get("ServerSideEncryption") in OPAQUE_SSE
-        or bool(extra_args.get("SSECustomerAlgorithm"))
-        or bool(response.get("SSECustomerAlgorithm"))
+def result_of(
+    bucket: str, key: str, etag: str, size: int, version_id: str | None, verdict: Verdict
+) -> TransferResult:
+    """The TransferResult for a verdict (a mismatch is raised, never returned)."""
+    return TransferResult(
+        bucket, key, etag.strip('"'), size, version_id, verdict.kind, verdict.reason
     )
 
 

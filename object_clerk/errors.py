@@ -12,6 +12,8 @@ The tree::
     ├── PreconditionFailedError            412: the object changed under a pinned ETag
     ├── RequestRejectedError               any other 4xx: the server refused the request as sent
     ├── TLSError                           certificate verification failed (never retried)
+    ├── LocalIOError (OSError)             the local file or disk failed: full, read-only, denied
+    ├── SourceChangedError                 the local file changed while it was being uploaded
     ├── ChecksumMismatchError              bytes did not verify (retried; raised when it persists)
     ├── UnverifiableObjectError            the ETag cannot prove the content (SSE-KMS, SSE-C, ...)
     └── TransientError                     what retries are for
@@ -26,8 +28,10 @@ ever holds a credential: messages are built from the server's error code and mes
 
 from __future__ import annotations
 
+import errno
 import http.client
 import re
+import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,17 +46,20 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFault",
     "InvalidRequestError",
+    "LocalIOError",
     "NotFoundError",
     "ObjectClerkError",
     "ObjectNotFoundError",
     "PreconditionFailedError",
     "RequestRejectedError",
     "ServerError",
+    "SourceChangedError",
     "TLSError",
     "ThrottledError",
     "TransientError",
     "UnverifiableObjectError",
     "UnverifiableObjectWarning",
+    "local_io",
     "translate_error",
     "translated",
 ]
@@ -160,6 +167,38 @@ class RequestRejectedError(ObjectClerkError):
 
 class TLSError(ObjectClerkError):
     """TLS certificate verification failed. Check ``ca_bundle``; never retried."""
+
+
+class LocalIOError(ObjectClerkError, OSError):
+    """A local file or disk failed: the download's destination or the upload's source (disk
+    full, read-only file, permission denied, I/O error). Never retried: another request
+    would not help. ``errno`` keeps the operating system's error number, and ``path`` names
+    the file when it is known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errno: int | None = None,
+        path: str | None = None,
+        **context: Any,
+    ) -> None:
+        super().__init__(message, **context)
+        self.errno = errno
+        self.path = path
+
+    def _details(self) -> list[tuple[str, object]]:
+        return [("errno", self.errno), ("path", self.path), *super()._details()]
+
+
+class SourceChangedError(ObjectClerkError):
+    """The local file changed (its size, modification time or inode) while it was being
+    uploaded. The upload was abandoned and nothing under the key was replaced. ``path``
+    names the file."""
+
+    def __init__(self, message: str, *, path: str | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.path = path
 
 
 class ChecksumMismatchError(ObjectClerkError):
@@ -298,15 +337,64 @@ def _classify(
             http.client.HTTPException,
             ConnectionError,
             TimeoutError,
+            socket.gaierror,
         ),
     ):
         return ConnectionFault(f"{type(exc).__name__}: {_short(exc)}", **context)
-    module = type(exc).__module__
-    if module.startswith("urllib3") or isinstance(exc, OSError):
+    if isinstance(exc, bce.BotoCoreError):
+        # Raised before any request is sent (endpoint resolution, a parameter botocore could
+        # not serialise): the request as given cannot be made, so it is not retried.
+        return InvalidRequestError(f"botocore refused the request: {_short(exc)}", **context)
+    if type(exc).__module__.startswith("urllib3"):
         # urllib3's ProtocolError/ReadTimeoutError escape from StreamingBody.read() unwrapped
-        # on some botocore versions; OSError covers resets raised straight from the socket.
+        # on some botocore versions.
         return ConnectionFault(f"{type(exc).__name__}: {_short(exc)}", **context)
+    if isinstance(exc, OSError):
+        if exc.errno in _NETWORK_ERRNOS:  # a reset raised straight from the socket
+            return ConnectionFault(f"{type(exc).__name__}: {_short(exc)}", **context)
+        return _local(exc, context)
     return None
+
+
+# Socket errors that mean the network failed. Any other OSError is the machine's own (disk,
+# file, permissions, resources): a LocalIOError, never dressed up as a network fault.
+_NETWORK_ERRNOS = {
+    errno.ECONNRESET,
+    errno.ECONNREFUSED,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ENETDOWN,
+    errno.ENETRESET,
+    errno.EHOSTDOWN,
+    errno.ESHUTDOWN,
+    errno.ENOTCONN,
+}
+
+
+def _local(exc: OSError, context: dict[str, Any]) -> LocalIOError:
+    path = exc.filename if isinstance(exc.filename, str) else None
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return LocalIOError(f"local I/O failed: {reason}", errno=exc.errno, path=path, **context)
+
+
+@contextmanager
+def local_io(
+    operation: str, bucket: str | None = None, key: str | None = None, path: str | None = None
+) -> Iterator[None]:
+    """Run a block of local file I/O (a download's sink, an upload's source) and raise its
+    OSError as a :class:`LocalIOError`, which no retry loop retries."""
+    try:
+        yield
+    except ObjectClerkError:
+        raise
+    except OSError as exc:
+        error = _local(exc, {"operation": operation, "bucket": bucket, "key": key})
+        if path is not None and error.path is None:
+            error.path = path
+        raise error from exc
 
 
 def _from_client_error(exc: bce.ClientError, context: dict[str, Any]) -> ObjectClerkError:

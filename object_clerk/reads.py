@@ -12,223 +12,67 @@ resumes its own part when cut, and hands the part over in order; the part digest
 into the ETag. At most ``max_concurrency`` parts are in flight, so memory stays near
 ``max_concurrency x part size`` whatever the object's size.
 
-Everything is written into a :class:`Sink`. When the bytes do not verify, the sink is reset
-and the object read again, as often as the retry policy allows, unless the sink already
-delivered bytes onward (a stream): then the error is raised to the reader.
+Everything is written into a sink (:mod:`object_clerk.sinks`). The verdict comes from a
+:class:`~object_clerk.verdict.ReadVerifier`, which sees the bytes (or the part digests) and
+the headers, and nothing else. When the bytes do not verify, the sink is reset and the
+object read again, as often as the retry policy allows, unless the sink already delivered
+bytes onward (a stream): then the error is raised to the reader.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import io
 import os
 import queue
-import tempfile
+import secrets
 import threading
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
-from object_clerk.engine import Engine, ObjectLayout, TransferResult, require_etag
+from object_clerk.engine import Engine, TransferResult, require_etag, result_of
 from object_clerk.errors import (
-    ChecksumMismatchError,
     ConnectionFault,
     InvalidRequestError,
     ObjectClerkError,
     PreconditionFailedError,
     TransientError,
-    UnverifiableObjectError,
 )
-from object_clerk.etag import EtagCalculator, PartLayout, multipart_etag
+from object_clerk.etag import PartLayout
 from object_clerk.retry import is_retryable
+from object_clerk.runner import run_parts
+from object_clerk.sinks import (
+    BytesSink,
+    CannotRestart,
+    DiskFileSink,
+    FileSink,
+    IOContext,
+    Sink,
+    StreamSink,
+)
+from object_clerk.verdict import ObjectLayout, ReadVerifier, Verdict
 
 __all__ = [
     "BytesSink",
-    "FileSink",
     "ObjectReader",
     "ReadResult",
-    "Sink",
-    "StreamSink",
     "download",
     "read",
     "stream",
 ]
 
 
-class Sink(Protocol):
-    """Where a read writes, in order. ``reset`` discards everything written so far; a sink
-    that cannot (its bytes went onward) raises :class:`CannotRestart`. ``presize`` is told
-    the object's size once it is known. A sink that also has ``write_at(offset, data)``,
-    safe from several threads, lets parallel workers write each chunk where it belongs."""
-
-    def write(self, data: bytes | bytearray | memoryview) -> object: ...
-
-    def reset(self) -> None: ...
-
-    def presize(self, size: int) -> None: ...
-
-
-class CannotRestart(Exception):
-    """Raised by a sink asked to reset after it delivered bytes onward. Not an
-    ObjectClerkError, so no retry loop catches it; :func:`read` raises the error that
-    caused the reset instead."""
-
-
-class BytesSink:
-    """Collects the bytes in memory (``get_object``)."""
-
-    def __init__(self) -> None:
-        self._buffer = io.BytesIO()
-        self._lock = threading.Lock()
-
-    def presize(self, size: int) -> None:
-        # One allocation of the final size: writes then land in place instead of growing
-        # (and copying) the buffer as they arrive.
-        if size:
-            with self._lock:
-                position = self._buffer.tell()
-                self._buffer.seek(size - 1)
-                self._buffer.write(b"\0")
-                self._buffer.seek(position)
-
-    def write(self, data: bytes | bytearray | memoryview) -> object:
-        with self._lock:
-            return self._buffer.write(data)
-
-    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        with self._lock:
-            self._buffer.seek(offset)
-            self._buffer.write(data)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._buffer.seek(0)
-            self._buffer.truncate()
-
-    def getvalue(self) -> bytes:
-        # No copy: BytesIO hands over its buffer when nothing else holds a view of it.
-        return self._buffer.getvalue()
-
-
-class FileSink:
-    """Writes into a binary file object from its current position, in order."""
-
-    def __init__(self, handle: IO[bytes]) -> None:
-        self._handle = handle
-        self._written = 0
-        try:
-            self._start: int | None = handle.tell() if handle.seekable() else None
-        except (OSError, ValueError):
-            self._start = None
-
-    def presize(self, size: int) -> None:
-        pass
-
-    def write(self, data: bytes | bytearray | memoryview) -> object:
-        self._written += len(data)
-        return self._handle.write(data)
-
-    def reset(self) -> None:
-        if not self._written:
-            return
-        if self._start is None:
-            raise CannotRestart("the file is not seekable and bytes were already written")
-        self._handle.seek(self._start)
-        self._handle.truncate()
-        self._written = 0
-
-
-class DiskFileSink:
-    """A file this module opened itself (``download_object`` to a path): parallel workers
-    write with ``os.pwrite`` at each chunk's offset."""
-
-    def __init__(self, handle: IO[bytes]) -> None:
-        self._handle = handle
-        self._fd = handle.fileno()
-        self._end = 0
-
-    def presize(self, size: int) -> None:
-        pass
-
-    def write(self, data: bytes | bytearray | memoryview) -> object:
-        self.write_at(self._end, data)
-        return len(data)
-
-    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self._fd, view, offset)
-            view, offset = view[written:], offset + written
-        self._end = max(self._end, offset)
-
-    def reset(self) -> None:
-        os.ftruncate(self._fd, 0)
-        self._end = 0
-
-
-class StreamSink:
-    """Hands the bytes to a consumer thread through a bounded queue (``iter_object``)."""
-
-    _DONE = object()
-
-    def __init__(self, max_items: int, chunk: int) -> None:
-        self._queue: queue.Queue[object] = queue.Queue(max_items)
-        self._chunk = chunk
-        self._delivered = False
-        self.closed = threading.Event()
-
-    def presize(self, size: int) -> None:
-        pass
-
-    def write(self, data: bytes | bytearray | memoryview) -> object:
-        view = memoryview(data)
-        for start in range(0, len(view), self._chunk):
-            self._put(bytes(view[start : start + self._chunk]))
-        return len(data)
-
-    def reset(self) -> None:
-        if self._delivered:
-            raise CannotRestart("bytes were already handed to the reader")
-        while True:  # nothing was taken yet: drop what is queued
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return
-
-    def finish(self, error: BaseException | None) -> None:
-        self._put(error if error is not None else self._DONE)
-
-    def _put(self, item: object) -> None:
-        while not self.closed.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-        raise CannotRestart("the reader stopped reading")
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            item = self._queue.get()
-            if item is self._DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            self._delivered = True
-            assert isinstance(item, bytes)
-            yield item
-
-
 @dataclass
 class ReadResult:
-    """What a read returned: the first response's metadata and how it was verified."""
+    """What a read returned: the first response's metadata and its verdict."""
 
     response: dict[str, Any]
-    verification: str
+    verdict: Verdict
 
 
 def read(
@@ -260,19 +104,26 @@ def read(
             if state.offset:
                 params["Range"] = f"bytes={state.offset}-"
         try:
-            return dict(engine.client.get_object(**params)), end
-        except Exception as exc:
-            if state.etag is None and _status(exc) == 416:
+            return dict(engine.once("GetObject", bucket, key, lambda: client_get(params))), end
+        except ObjectClerkError as exc:
+            if state.etag is None and exc.status == 416:
                 # S3 answers any Range on an empty object with 416: ask again without one.
                 state.unranged = True
-                return dict(engine.client.get_object(Bucket=bucket, Key=key)), None
-            if state.etag is not None and _status(exc) == 412:
-                raise _object_changed(state, sink, bucket, key) from exc
+                unranged = {"Bucket": bucket, "Key": key}
+                return dict(
+                    engine.once("GetObject", bucket, key, lambda: client_get(unranged))
+                ), None
+            if state.etag is not None and isinstance(exc, PreconditionFailedError):
+                raise _object_changed(state, sink, bucket, key, exc) from exc
             raise
+
+    def client_get(params: dict[str, Any]) -> Any:
+        return engine.client.get_object(**params)
 
     def attempt() -> ReadResult:
         if state.parallel:
-            _restart(state, sink)  # parts resume themselves; a whole re-read starts afresh
+            # Parts resume themselves; a whole re-read starts afresh.
+            _restart(state, sink, state.last_error)
         while True:
             response, end = get()
             body = response.pop("Body")
@@ -297,59 +148,82 @@ def read(
                     key=key,
                 )
             # The first response carried the range it was asked for: continue after it.
-        try:
-            verification = state.check(bucket, key)
-        except ChecksumMismatchError:
-            _restart(state, sink)
-            raise
-        except UnverifiableObjectError as exc:
-            engine.unverifiable(exc.message, operation=operation, bucket=bucket, key=key)
-            verification = "unverifiable"
-        return ReadResult(state.first_response, verification)
+        verdict = state.verifier.verdict()
+        if not verdict.matched:
+            layout = state.verifier.layout
+            source = layout.source if isinstance(layout, ObjectLayout) else "?"
+            error = verdict.mismatch(
+                f"the bytes read do not match the object's ETag (layout: {source})",
+                operation="GetObject",
+                bucket=bucket,
+                key=key,
+            )
+            _restart(state, sink, error)
+            raise error
+        if not state.reported:
+            engine.report(verdict, operation=operation, bucket=bucket, key=key)
+        return ReadResult(state.first_response, verdict)
 
     def retryable(exc: BaseException) -> bool:
+        state.last_error = exc
         # A part that used up its own retries must not be fetched again by this loop.
         return is_retryable(exc) and not state.parts_exhausted
 
     try:
         return engine.call("GetObject", bucket, key, attempt, retryable=retryable)
     except CannotRestart as exc:
-        cause = exc.__context__
-        if isinstance(cause, ObjectClerkError):
-            raise cause from None
-        raise
+        # The sink delivered bytes onward, so the read cannot start over: the reader gets
+        # the error that needed the restart.
+        error = exc.error or state.last_error
+        if error is None:
+            raise
+        raise error from None
 
 
-def _object_changed(state: _ReadState, sink: Sink, bucket: str, key: str) -> ConnectionFault:
+def _object_changed(
+    state: _ReadState, sink: Sink, bucket: str, key: str, cause: PreconditionFailedError
+) -> ConnectionFault:
     """A pinned request found the object changed since the first response (412): discard
     what was read and return the retryable error that starts over on the new version,
-    rather than mix two versions' bytes."""
-    _restart(state, sink)
-    return ConnectionFault(
+    rather than mix two versions' bytes. A stream that already delivered bytes raises the
+    412 itself (PreconditionFailedError): its reader holds bytes of the old version."""
+    error = ConnectionFault(
         "the object changed during the read; restarting from its new version",
         operation="GetObject",
         bucket=bucket,
         key=key,
     )
+    _restart(state, sink, cause)
+    return error
 
 
-def _restart(state: _ReadState, sink: Sink) -> None:
+def _restart(state: _ReadState, sink: Sink, error: BaseException | None) -> None:
+    """Forget what was read and reset the sink. A sink that cannot reset raises
+    CannotRestart carrying ``error``, the reason the read had to start over."""
     state.etag = None
     state.offset = 0
-    state.checkers = []
-    sink.reset()
+    state.verifier = ReadVerifier(None, verify=False)
+    try:
+        sink.reset()
+    except CannotRestart as exc:
+        exc.error = error
+        raise
 
 
 def _drain(engine: Engine, body: Any, sink: Sink, state: _ReadState) -> None:
     chunk_size = engine.transfer.io_chunksize
+    verifier = state.verifier
     while True:
         chunk = body.read(chunk_size)
         if not chunk:
             return
-        for checker in state.checkers:
-            checker.update(chunk)
+        verifier.update(chunk)
         sink.write(chunk)
         state.offset += len(chunk)
+
+
+class _Stopped(Exception):
+    """A part gave up because another part failed: the runner raises that one instead."""
 
 
 def _read_parts(
@@ -362,13 +236,14 @@ def _read_parts(
     sink: Sink,
     verify: bool,
 ) -> None:
-    """Fetch the parts in parallel, write them in order. Part 1 starts with ``first_body``,
-    the open first response carrying the object's first ``first_len`` bytes."""
-    parts = list(PartLayout(state.size, state.part_size).parts())
+    """Fetch the parts in parallel (the parts runner), write them in order. Part 1 starts
+    with ``first_body``, the open first response carrying the object's first ``first_len``
+    bytes."""
     etag = state.etag
     assert etag is not None
     io_chunk = engine.transfer.io_chunksize
-    write_at = getattr(sink, "write_at", None)
+    write_at: Callable[[int, memoryview | bytes], None] | None = getattr(sink, "write_at", None)
+    stop = threading.Event()
 
     # Without a positional sink, parts are buffered and written in order. The buffers are
     # allocated once and reused: allocating and freeing part-sized buffers from many threads
@@ -404,6 +279,8 @@ def _read_parts(
                     body = response["Body"]
                 try:
                     while received < min(length, limit):
+                        if stop.is_set():
+                            raise _Stopped
                         chunk = body.read(min(io_chunk, min(length, limit) - received))
                         if not chunk:
                             raise ConnectionFault(
@@ -429,57 +306,50 @@ def _read_parts(
             raise
         return memoryview(buffer)[:received], digest.digest()
 
+    digests: list[bytes] = []
+
+    def consume(part: tuple[memoryview, bytes]) -> None:
+        view, digest = part
+        if write_at is None:
+            sink.write(view)
+            state.offset += len(view)
+            spare.put(view.obj)  # type: ignore[arg-type]
+        view.release()
+        digests.append(digest)
+
     concurrency = max(1, engine.transfer.download_concurrency)
     if write_at is None:
         # Buffered parts: the one being handed over counts against the budget too.
         concurrency = max(1, concurrency - 1)
-    pending: deque[Future[tuple[memoryview, bytes]]] = deque()
-    upcoming = iter(parts)
-    digests: list[bytes] = []
-    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="object-clerk-read")
+    jobs = (
+        functools.partial(fetch, *part) for part in PartLayout(state.size, state.part_size).parts()
+    )
     try:
-        for part in upcoming:
-            pending.append(pool.submit(fetch, *part))
-            if len(pending) >= concurrency:
-                break
-        while pending:
-            try:
-                buffer, digest = pending.popleft().result()
-            except PreconditionFailedError as exc:
-                raise _object_changed(state, sink, bucket, key) from exc
-            if write_at is None:
-                sink.write(buffer)
-                state.offset += len(buffer)
-                spare.put(buffer.obj)  # type: ignore[arg-type]
-            buffer.release()
-            digests.append(digest)
-            del buffer
-            following = next(upcoming, None)
-            if following is not None:
-                pending.append(pool.submit(fetch, *following))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    state.part_digests = digests
+        run_parts(
+            jobs, concurrency=concurrency, name="object-clerk-read", consume=consume, stop=stop
+        )
+    except PreconditionFailedError as exc:
+        raise _object_changed(state, sink, bucket, key, exc) from exc
+    state.verifier.set_part_digests(digests)
     if write_at is not None:
         state.offset = state.size
 
 
 class _ReadState:
-    """Per-read state: the pinned ETag, the offset reached and the running checksums."""
+    """Per-read state: the pinned ETag, the offset reached and the verifier."""
 
     def __init__(self) -> None:
         self.etag: str | None = None
         self.size = 0
         self.offset = 0
-        self.checkers: list[EtagCalculator] = []
-        self.layout: ObjectLayout | None = None
+        self.verifier = ReadVerifier(None, verify=False)
+        self.reported = False
         self.first_response: dict[str, Any] = {}
         self.parallel = False
         self.part_size = 0
-        self.part_digests: list[bytes] = []
         self.parts_exhausted = False
-        self.verify = True
         self.unranged = False
+        self.last_error: BaseException | None = None
 
     def start(
         self,
@@ -497,76 +367,26 @@ class _ReadState:
             self.size = int(str(content_range).rsplit("/", 1)[-1])
         response["ContentLength"] = self.size
         self.first_response = response
-        self.checkers = []
-        self.layout = None
         self.parallel = False
-        self.part_digests = []
-        self.verify = verify
+        self.reported = False
         settings = engine.transfer
         big = self.size >= settings.download_threshold and settings.download_concurrency > 1
         if not verify:
+            self.verifier = ReadVerifier(None, verify=False)
             if big:
                 self.parallel = True
                 self.part_size = max(settings.download_chunksize, 1)
             return
         layout = engine.discover_layout(bucket, key, response, nested=True)
+        self.verifier = ReadVerifier(layout, verify=True)
         if isinstance(layout, str):
+            # Said before the bytes are read: in strict mode, nothing is read for nothing.
             engine.unverifiable(layout, operation=operation, bucket=bucket, key=key)
+            self.reported = True
             return
-        self.layout = layout
         if big and layout.authoritative and layout.etag.multipart and (layout.etag.parts or 0) > 1:
             self.parallel = True
             self.part_size = layout.part_sizes[0]
-        else:
-            self.checkers = [EtagCalculator(size) for size in layout.part_sizes]
-
-    def check(self, bucket: str, key: str) -> str:
-        """How the bytes read were verified; raises when they were not."""
-        layout = self.layout
-        if not self.verify:
-            return "skipped"
-        if layout is None:
-            return "unverifiable"
-        expected = str(layout.etag)
-        kind = "multipart-md5" if layout.etag.multipart else "md5"
-        if self.parallel:
-            actual = multipart_etag(self.part_digests)
-            if actual == expected:
-                return kind
-        else:
-            for checker in self.checkers:
-                if checker.etag() == expected:
-                    return kind
-            actual = self.checkers[0].etag()
-        if layout.authoritative:
-            raise ChecksumMismatchError(
-                f"the bytes read do not match the object's ETag (layout: {layout.source})",
-                expected=expected,
-                actual=actual,
-                algorithm=kind,
-                operation="GetObject",
-                bucket=bucket,
-                key=key,
-            )
-        sizes = ", ".join(str(size) for size in layout.part_sizes)
-        raise UnverifiableObjectError(
-            f"the part layout is unknown and none of the candidate part sizes ({sizes})"
-            f" reproduces ETag {expected}",
-            operation="GetObject",
-            bucket=bucket,
-            key=key,
-        )
-
-
-def _status(exc: BaseException) -> int | None:
-    """The HTTP status of a botocore error, if the server answered."""
-    if isinstance(exc, ObjectClerkError):
-        return exc.status
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return status if isinstance(status, int) else None
 
 
 # ------------------------------------------------------------------ front ends ---
@@ -584,29 +404,41 @@ def download(
     operation = "download_object"
     if isinstance(destination, (str, os.PathLike)):
         return _download_to_path(engine, bucket, key, Path(destination), verify=verify)
-    if not callable(getattr(destination, "write", None)):
-        raise InvalidRequestError(
-            f"destination must be a path or a binary file object, not {type(destination).__name__}",
-            operation=operation,
-            bucket=bucket,
-            key=key,
-        )
-    if isinstance(destination, io.TextIOBase):
-        raise InvalidRequestError(
-            "the destination file is in text mode: open it in binary mode ('wb')",
-            operation=operation,
-            bucket=bucket,
-            key=key,
-        )
-    result = read(engine, bucket, key, FileSink(destination), verify=verify, operation=operation)
+    problem = _unwritable(destination)
+    if problem is not None:
+        raise InvalidRequestError(problem, operation=operation, bucket=bucket, key=key)
+    sink = FileSink(destination, IOContext(operation, bucket, key, _name_of(destination)))
+    result = read(engine, bucket, key, sink, verify=verify, operation=operation)
     return _transfer_result(bucket, key, result)
+
+
+def _unwritable(destination: object) -> str | None:
+    """Why ``destination`` cannot take a download, or None: checked before any request."""
+    if not callable(getattr(destination, "write", None)):
+        return (
+            f"destination must be a path or a binary file object, not {type(destination).__name__}"
+        )
+    if getattr(destination, "closed", False):
+        return "the destination file is closed"
+    if isinstance(destination, io.TextIOBase):
+        return "the destination file is in text mode: open it in binary mode ('wb')"
+    writable = getattr(destination, "writable", None)
+    if callable(writable) and not writable():
+        return "the destination file is not writable: open it for writing ('wb')"
+    return None
+
+
+def _name_of(handle: object) -> str | None:
+    name = getattr(handle, "name", None)
+    return name if isinstance(name, str) else None
 
 
 def _download_to_path(
     engine: Engine, bucket: str, key: str, path: Path, *, verify: bool
 ) -> TransferResult:
     """Write to a temporary name beside ``path`` and rename only once verified, so a failed
-    or damaged download never leaves a file that looks complete."""
+    or damaged download never leaves a file that looks complete. The file is created with
+    mode 0666 less the umask, as ``open()`` and the AWS CLI create theirs."""
     operation = "download_object"
     if path.is_dir():
         raise InvalidRequestError(
@@ -619,32 +451,37 @@ def _download_to_path(
             bucket=bucket,
             key=key,
         )
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed or removed below
-        dir=path.parent, prefix=f".{path.name}.", suffix=".object-clerk-part", delete=False
-    )
+    context = IOContext(operation, bucket, key, str(path))
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.object-clerk-part"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    with context.guard():
+        fd = os.open(temporary, flags, 0o666)
     try:
-        with handle:
+        try:
             result = read(
-                engine, bucket, key, DiskFileSink(handle), verify=verify, operation=operation
+                engine, bucket, key, DiskFileSink(fd, context), verify=verify, operation=operation
             )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+            with context.guard():
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        with context.guard():
+            os.replace(temporary, path)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return _transfer_result(bucket, key, result)
 
 
 def _transfer_result(bucket: str, key: str, result: ReadResult) -> TransferResult:
     response = result.response
-    return TransferResult(
+    return result_of(
         bucket,
         key,
-        str(response.get("ETag") or "").strip('"'),
+        str(response.get("ETag") or ""),
         int(response.get("ContentLength") or 0),
         response.get("VersionId"),
-        result.verification,
+        result.verdict,
     )
 
 
@@ -663,14 +500,12 @@ def stream(
         error: BaseException | None = None
         try:
             read(engine, bucket, key, sink, verify=verify)
-        except CannotRestart:
-            return  # the reader went away
         except BaseException as exc:
+            if sink.closed.is_set():
+                return  # the reader went away
             error = exc
-        try:
+        with contextlib.suppress(CannotRestart):  # the reader went away meanwhile
             sink.finish(error)
-        except CannotRestart:
-            return
 
     producer = threading.Thread(target=produce, name="object-clerk-stream", daemon=True)
     producer.start()

@@ -17,6 +17,7 @@ a failing request makes exactly ``tries`` HTTP attempts. See :func:`botocore_att
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import math
@@ -68,8 +69,10 @@ class RetryPolicy:
 
     The delay before retry n follows the `retry` module's rule: the first is ``delay``; each
     next one is the previous times ``backoff``, plus ``jitter`` (a number, or a random value
-    in a ``(min, max)`` range), capped at ``max_delay``. No new attempt starts once
-    ``deadline`` seconds have passed since the first one began (None: no deadline).
+    in a ``(min, max)`` range), capped at ``max_delay``. No retry starts once the call has
+    gone ``deadline`` seconds without progress (None: no deadline). The deadline is one
+    budget for the whole call: the requests of every part of a transfer share it, and each
+    part that succeeds counts as progress.
 
     Example::
 
@@ -149,9 +152,35 @@ class RetryEvent:
 
 @dataclass
 class _CallState:
-    started: float
     attempt: int = 0
     delay: float | None = None
+
+
+class _Budget:
+    """The retry deadline of one whole call, shared by every unit inside it: nested retried
+    calls and the parts that other threads run (the parts runner copies the context). A
+    retry may start while the call has made progress (some unit succeeded) within the last
+    ``deadline`` seconds, so a long healthy transfer keeps its retries, and a stalled one
+    gives up however many parts it has."""
+
+    def __init__(self, deadline: float | None, clock: Callable[[], float]) -> None:
+        self.deadline = deadline
+        self.clock = clock
+        self.last_progress = clock()
+
+    def progressed(self) -> None:
+        self.last_progress = self.clock()
+
+    def stalled_for(self) -> float:
+        return self.clock() - self.last_progress
+
+    def allows(self, delay: float) -> bool:
+        return self.deadline is None or self.stalled_for() + delay <= self.deadline
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "object_clerk_retry_budget", default=None
+)
 
 
 @dataclass
@@ -183,11 +212,18 @@ class Retrier:
         other exception propagates at once. The last error is raised as is. ``retryable``
         narrows what is retried, for units whose inner requests were already retried.
         """
-        state = _CallState(started=self.clock())
+        state = _CallState()
+        budget = _BUDGET.get()
+        token = None
+        if budget is None:  # the outermost retried call of this operation
+            budget = _Budget(self.policy.deadline, self.clock)
+            token = _BUDGET.set(budget)
 
         def attempt() -> T:
             state.attempt += 1
-            return fn()
+            result = fn()
+            budget.progressed()
+            return result
 
         def on_exception(exc: ObjectClerkError) -> bool:
             if not retryable(exc) or state.attempt >= self.policy.tries:
@@ -195,13 +231,13 @@ class Retrier:
                     raise exc
                 return False  # the loop sees no tries left and re-raises exc
             delay = self.policy.next_delay(state.delay, self.rng)
-            elapsed = self.clock() - state.started
-            if self.policy.deadline is not None and elapsed + delay > self.policy.deadline:
+            elapsed = budget.stalled_for()
+            if not budget.allows(delay):
                 logger.warning(
                     "giving up %s after %d attempt(s): the %.1fs retry deadline would pass: %s",
                     operation,
                     state.attempt,
-                    self.policy.deadline,
+                    budget.deadline,
                     exc,
                 )
                 raise exc
@@ -223,14 +259,18 @@ class Retrier:
             self.sleep(delay)
             return False
 
-        result: T = retry_call(
-            attempt,
-            exceptions=ObjectClerkError,
-            tries=self.policy.tries,
-            delay=0,
-            logger=None,
-            on_exception=on_exception,
-        )
+        try:
+            result: T = retry_call(
+                attempt,
+                exceptions=ObjectClerkError,
+                tries=self.policy.tries,
+                delay=0,
+                logger=None,
+                on_exception=on_exception,
+            )
+        finally:
+            if token is not None:
+                _BUDGET.reset(token)
         return result
 
 

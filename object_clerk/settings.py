@@ -1,9 +1,12 @@
 """Settings: the only module that reads the environment, and only when settings are created.
 
-Precedence, lowest first: defaults, the ``.env`` file, environment variables, then arguments
-given to :class:`ClerkSettings` or :class:`~object_clerk.ObjectClerk`. The seed's variables
-(``MULTIPART_THRESHOLD``, ``S3_CLIENT_CONFIG``, ``S3_UPLOAD_CONFIG``, ``S3_DOWNLOAD_CONFIG``)
-keep their names; every other variable starts with ``OBJECT_CLERK_``.
+Precedence, lowest first: defaults, the ``.env`` file, environment variables, a
+``settings=`` object given to :class:`~object_clerk.ObjectClerk`, then the arguments given
+to :class:`ClerkSettings` or :class:`~object_clerk.ObjectClerk`. The endpoint counts as one
+setting named two ways (``endpoint_url``, or ``host`` and ``port``): see :func:`layered`.
+The seed's variables (``MULTIPART_THRESHOLD``, ``S3_CLIENT_CONFIG``, ``S3_UPLOAD_CONFIG``,
+``S3_DOWNLOAD_CONFIG``) keep their names; every other variable starts with
+``OBJECT_CLERK_``.
 """
 
 from __future__ import annotations
@@ -258,14 +261,50 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
+def layered(lower: dict[str, Any], higher: dict[str, Any]) -> dict[str, Any]:
+    """Settings values from ``higher`` over those from ``lower``.
+
+    The endpoint can be named two ways, ``endpoint_url`` or ``host`` (with ``port``): a
+    layer that names it one way replaces the other way from the layers below it, so an
+    explicit ``host`` is never overridden by ``OBJECT_CLERK_ENDPOINT_URL``. The dropped
+    fields are set to None explicitly, which also beats the environment.
+    """
+    merged = dict(lower)
+    if higher.get("host") is not None:
+        merged["endpoint_url"] = None
+    if higher.get("endpoint_url") is not None:
+        merged["host"] = None
+        merged["port"] = None
+    merged.update(higher)
+    return merged
+
+
+def check_endpoint(settings: ClerkSettings, *, explicit: set[str] | None = None) -> None:
+    """Refuse an endpoint named both ways in one place: which one was meant is unknowable.
+
+    ``explicit`` names the fields given as arguments, for the error's wording.
+    """
+    if settings.endpoint_url is None or (settings.host is None and settings.port is None):
+        return
+    other = "host" if settings.host is not None else "port"
+    explicit = explicit or set()
+    names = [name if name in explicit else env_name(name) for name in ("endpoint_url", other)]
+    raise ConfigurationError(
+        f"both {names[0]} and {names[1]} are given: name the endpoint one way, either"
+        " endpoint_url, or host and port",
+        variable=names[0],
+    )
+
+
 def load_settings(**overrides: Any) -> ClerkSettings:
     """Create settings from the environment and ``.env``, with ``overrides`` on top.
 
     Raises:
         ConfigurationError: naming the variable whose value is invalid.
     """
+    explicit = {name for name, value in overrides.items() if value is not None}
     try:
-        return ClerkSettings(**overrides)
+        settings = ClerkSettings(**layered({}, overrides))
     except ValidationError as exc:
         raise _configuration_error(exc, overrides) from None
     except _PydanticSettingsError as exc:
@@ -275,6 +314,8 @@ def load_settings(**overrides: Any) -> ClerkSettings:
         raise ConfigurationError(
             f"{variable or 'a setting'} is not valid JSON: {_json_hint(field)}", variable=variable
         ) from None
+    check_endpoint(settings, explicit=explicit)
+    return settings
 
 
 def _configuration_error(exc: ValidationError, overrides: dict[str, Any]) -> ConfigurationError:

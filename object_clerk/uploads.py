@@ -10,8 +10,7 @@ expected ETag is built from the part digests already computed: no second pass ov
 from __future__ import annotations
 
 import hashlib
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -20,21 +19,14 @@ from object_clerk.engine import (
     Engine,
     TransferResult,
     b64,
-    opaque_put,
     require_etag,
+    result_of,
 )
-from object_clerk.errors import (
-    ChecksumMismatchError,
-    InvalidRequestError,
-)
-from object_clerk.etag import (
-    MAX_PARTS,
-    adjust_chunksize,
-    multipart_etag,
-    parse_etag,
-    plan_parts,
-)
+from object_clerk.errors import InvalidRequestError
+from object_clerk.etag import MAX_PARTS, adjust_chunksize, multipart_etag, plan_parts
+from object_clerk.runner import run_parts
 from object_clerk.sources import Source, open_source
+from object_clerk.verdict import Verdict, judge
 
 __all__ = ["upload"]
 
@@ -63,9 +55,9 @@ def upload(
         if source.size is not None:
             layout = plan_parts(source.size, threshold, engine.transfer.upload_chunksize)
             if not layout.multipart:
-                return _put(
-                    engine, source.read_exactly(source.size), bucket, key, extra_args, verify
-                )
+                body = source.read_exactly(source.size)
+                source.check_unchanged()  # before anything under the key is replaced
+                return _put(engine, body, bucket, key, extra_args, verify)
             return _multipart_upload(
                 engine, source, layout.part_size, bucket, key, extra_args, verify
             )
@@ -82,47 +74,43 @@ def _put(
     engine: Engine, body: bytes, bucket: str, key: str, extra_args: dict[str, Any], verify: bool
 ) -> TransferResult:
     params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body, **extra_args}
-    expected = ""
+    computed: list[str] = []
     if verify:
         digest = hashlib.md5(body, usedforsecurity=False)
-        expected = digest.hexdigest()
+        computed = [digest.hexdigest()]
         params["ContentMD5"] = b64(digest.digest())
     stored_mismatch = False
 
-    def attempt() -> dict[str, Any]:
+    def attempt() -> tuple[dict[str, Any], Verdict]:
         nonlocal stored_mismatch
         response: dict[str, Any] = dict(engine.client.put_object(**params))
-        require_etag(response, "PutObject", bucket, key)
-        stored_mismatch = False
-        if verify:
-            etag = parse_etag(response.get("ETag"))
-            if etag is not None and not opaque_put(response, extra_args) and str(etag) != expected:
-                stored_mismatch = True
-                raise ChecksumMismatchError(
-                    "the stored object's ETag does not match the bytes sent",
-                    expected=expected,
-                    actual=str(etag),
-                    algorithm="md5",
-                    operation="PutObject",
-                    bucket=bucket,
-                    key=key,
-                )
-        return response
+        etag = require_etag(response, "PutObject", bucket, key)
+        verdict = judge(
+            verify=verify,
+            etag=etag,
+            computed=computed,
+            evidence=[extra_args, response],
+            content_md5=verify,
+        )
+        stored_mismatch = not verdict.matched
+        if stored_mismatch:
+            raise verdict.mismatch(
+                "the stored object's ETag does not match the bytes sent",
+                operation="PutObject",
+                bucket=bucket,
+                key=key,
+            )
+        return response, verdict
 
     try:
-        response = engine.call("PutObject", bucket, key, attempt)
-    except ChecksumMismatchError:
+        response, verdict = engine.call("PutObject", bucket, key, attempt)
+    except Exception:
         if stored_mismatch:
             engine.remove_corrupted(bucket, key)
         raise
-    etag = str(response.get("ETag", "")).strip('"')
-    if not verify:
-        verification = "skipped"
-    elif parse_etag(etag) is None or opaque_put(response, extra_args):
-        verification = "content-md5"
-    else:
-        verification = "md5"
-    return TransferResult(bucket, key, etag, len(body), response.get("VersionId"), verification)
+    engine.report(verdict, operation="upload_object", bucket=bucket, key=key)
+    etag = str(response.get("ETag", ""))
+    return result_of(bucket, key, etag, len(body), response.get("VersionId"), verdict)
 
 
 def _multipart_upload(
@@ -139,74 +127,85 @@ def _multipart_upload(
         **(extra_args.get("Metadata") or {}),
         PART_SIZE_METADATA: str(part_size),
     }
-    part_args = {k: v for k, v in extra_args.items() if k in _PART_ARGS}
     upload_id = engine.create_upload(bucket, key, create_args)
     try:
-        parts, total = _upload_parts(
-            engine, source, part_size, bucket, key, upload_id, part_args, verify
+        parts = run_parts(
+            _part_jobs(engine, source, part_size, bucket, key, upload_id, extra_args, verify),
+            concurrency=max(1, engine.transfer.upload_concurrency),
+            name="object-clerk-upload",
         )
-        expected = multipart_etag(digest for _, _, digest in parts)
-        response = engine.complete_upload(bucket, key, upload_id, parts, expected)
+        total = sum(size for _, _, _, size in parts)
+        source.check_unchanged()  # before anything under the key is replaced
+        layout = [(number, etag, digest) for number, etag, digest, _ in parts]
+        computed = multipart_etag(digest for _, _, digest in layout)
+        response = engine.complete_upload(bucket, key, upload_id, layout, computed)
     except BaseException:
         engine.abort(bucket, key, upload_id)
         raise
     return engine.check_completed(
-        bucket, key, response, expected, total, extra_args, verify, "multipart-md5"
+        bucket,
+        key,
+        response,
+        computed=computed if verify else None,
+        size=total,
+        evidence=[extra_args],
+        verify=verify,
+        content_md5=verify,
+        operation="upload_object",
     )
 
 
-def _upload_parts(
+def _part_jobs(
     engine: Engine,
     source: Source,
     part_size: int,
     bucket: str,
     key: str,
     upload_id: str,
-    part_args: dict[str, Any],
+    extra_args: dict[str, Any],
     verify: bool,
-) -> tuple[list[tuple[int, str, bytes]], int]:
-    concurrency = max(1, engine.transfer.upload_concurrency)
-    # One slot per part held in memory, taken before the part is read and given back when
-    # it is sent: at most `concurrency` parts exist at once, read or in flight.
-    slots = threading.BoundedSemaphore(concurrency)
-    futures: list[Future[tuple[int, str, bytes]]] = []
+) -> Iterator[Callable[[], tuple[int, str, bytes, int]]]:
+    """One job per part, each reading its part from ``source`` only when the runner has a
+    slot for it: at most ``max_concurrency`` parts exist at once, read or in flight."""
+    part_args = {k: v for k, v in extra_args.items() if k in _PART_ARGS}
+    number = 0
     total = 0
-    failed = threading.Event()
+    while source.size is None or total < source.size:
+        body = source.read_exactly(part_size)
+        if not body and number > 0:
+            return
+        number += 1
+        if number > MAX_PARTS:
+            raise InvalidRequestError(
+                f"the stream needs more than {MAX_PARTS} parts of {part_size} bytes:"
+                " raise multipart_chunksize in S3_UPLOAD_CONFIG",
+                operation="upload_object",
+                bucket=bucket,
+                key=key,
+            )
+        total += len(body)
+        yield _part_job(engine, bucket, key, upload_id, number, body, part_args, extra_args, verify)
+        del body  # the job holds the part now; the next one is read when it has a slot
 
-    def send(number: int, body: bytes) -> tuple[int, str, bytes]:
-        try:
-            return _upload_part(engine, bucket, key, upload_id, number, body, part_args, verify)
-        except BaseException:
-            failed.set()
-            raise
-        finally:
-            slots.release()
 
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="object-clerk-upload") as pool:
-        number = 0
-        while not failed.is_set():
-            slots.acquire()
-            body = source.read_exactly(part_size)
-            if not body and number > 0:
-                slots.release()
-                break
-            number += 1
-            if number > MAX_PARTS:
-                slots.release()
-                raise InvalidRequestError(
-                    f"the stream needs more than {MAX_PARTS} parts of {part_size} bytes:"
-                    " raise multipart_chunksize in S3_UPLOAD_CONFIG",
-                    operation="upload_object",
-                    bucket=bucket,
-                    key=key,
-                )
-            total += len(body)
-            futures.append(pool.submit(send, number, body))
-            del body
-            if source.size is not None and total >= source.size:
-                break
-        results = [future.result() for future in futures]
-    return results, total
+def _part_job(
+    engine: Engine,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    number: int,
+    body: bytes,
+    part_args: dict[str, Any],
+    extra_args: dict[str, Any],
+    verify: bool,
+) -> Callable[[], tuple[int, str, bytes, int]]:
+    def send() -> tuple[int, str, bytes, int]:
+        etag, digest = _upload_part(
+            engine, bucket, key, upload_id, number, body, part_args, extra_args, verify
+        )
+        return number, etag, digest, len(body)
+
+    return send
 
 
 def _upload_part(
@@ -217,8 +216,9 @@ def _upload_part(
     number: int,
     body: bytes,
     part_args: dict[str, Any],
+    extra_args: dict[str, Any],
     verify: bool,
-) -> tuple[int, str, bytes]:
+) -> tuple[str, bytes]:
     digest = hashlib.md5(body, usedforsecurity=False).digest()
     params: dict[str, Any] = {
         "Bucket": bucket,
@@ -232,24 +232,22 @@ def _upload_part(
         params["ContentMD5"] = b64(digest)
 
     def attempt() -> str:
-        etag = require_etag(engine.client.upload_part(**params), "UploadPart", bucket, key)
-        parsed = parse_etag(etag)
-        if (
-            verify
-            and parsed is not None
-            and parsed.hexdigest != digest.hex()
-            and "SSECustomerKey" not in part_args
-        ):
-            raise ChecksumMismatchError(
+        response = engine.client.upload_part(**params)
+        etag = require_etag(response, "UploadPart", bucket, key)
+        verdict = judge(
+            verify=verify,
+            etag=etag,
+            computed=[digest.hex()],
+            evidence=[extra_args, response],
+            content_md5=verify,
+        )
+        if not verdict.matched:
+            raise verdict.mismatch(
                 f"part {number}'s ETag does not match the bytes sent",
-                expected=digest.hex(),
-                actual=str(parsed),
-                algorithm="md5",
                 operation="UploadPart",
                 bucket=bucket,
                 key=key,
             )
         return etag
 
-    etag = engine.call("UploadPart", bucket, key, attempt)
-    return number, etag, digest
+    return engine.call("UploadPart", bucket, key, attempt), digest

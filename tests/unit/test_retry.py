@@ -348,6 +348,8 @@ RETRYABLE = {
     "PreconditionFailedError": False,
     "RequestRejectedError": False,
     "TLSError": False,
+    "LocalIOError": False,
+    "SourceChangedError": False,
     "ChecksumMismatchError": True,
     "UnverifiableObjectError": False,
     "TransientError": True,

@@ -287,9 +287,43 @@ def test_resolved_endpoint_brackets_ipv6_hosts():
     assert settings.resolved_endpoint() == "http://[::1]:7480"
 
 
-def test_resolved_endpoint_url_wins_over_host():
-    settings = load_settings(endpoint_url="https://e.example:1", host="h", port=9000)
-    assert settings.resolved_endpoint() == "https://e.example:1"
+def test_endpoint_named_both_ways_is_refused_naming_both():
+    """One endpoint, two ways to name it: given both at once, which was meant is unknown."""
+    with pytest.raises(ConfigurationError, match="both endpoint_url and host"):
+        load_settings(endpoint_url="https://e.example:1", host="h", port=9000)
+    with pytest.raises(ConfigurationError, match="both endpoint_url and port"):
+        load_settings(endpoint_url="https://e.example:1", port=9000)
+
+
+def test_endpoint_named_both_ways_in_the_environment_is_refused(monkeypatch):
+    monkeypatch.setenv("OBJECT_CLERK_ENDPOINT_URL", "https://e.example:1")
+    monkeypatch.setenv("OBJECT_CLERK_HOST", "h")
+    with pytest.raises(ConfigurationError, match="OBJECT_CLERK_ENDPOINT_URL and OBJECT_CLERK_HOST"):
+        load_settings()
+
+
+def test_explicit_host_replaces_the_environments_endpoint_url(monkeypatch):
+    """An explicit host (with its port) wins whole over OBJECT_CLERK_ENDPOINT_URL, and an
+    explicit endpoint_url over OBJECT_CLERK_HOST and OBJECT_CLERK_PORT."""
+    monkeypatch.setenv("OBJECT_CLERK_ENDPOINT_URL", "https://env.example:1")
+    settings = load_settings(host="h", port=9000, use_ssl=False)
+    assert settings.resolved_endpoint() == "http://h:9000"
+    monkeypatch.delenv("OBJECT_CLERK_ENDPOINT_URL")
+    monkeypatch.setenv("OBJECT_CLERK_HOST", "envhost")
+    monkeypatch.setenv("OBJECT_CLERK_PORT", "1234")
+    assert load_settings(endpoint_url="https://e.example:2").resolved_endpoint() == (
+        "https://e.example:2"
+    )
+
+
+def test_precedence_arguments_then_settings_then_environment(monkeypatch):
+    monkeypatch.setenv("OBJECT_CLERK_RETRY_TRIES", "3")
+    given = ClerkSettings(_env_file=None, retry_tries=2, endpoint_url="http://127.0.0.1:1")
+    assert object_clerk.ObjectClerk(settings=given).settings.retry_tries == 2
+    assert object_clerk.ObjectClerk(settings=given, retry_tries=7).settings.retry_tries == 7
+    moved = object_clerk.ObjectClerk(settings=given, host="127.0.0.2", port=9000, use_ssl=False)
+    assert moved.client.meta.endpoint_url == "http://127.0.0.2:9000"
+    assert moved.settings.retry_tries == 2
 
 
 def test_resolved_endpoint_host_from_environment(monkeypatch):

@@ -1,0 +1,109 @@
+"""The parts runner: every multipart operation (upload, read, copy) runs its parts here.
+
+Strategy (after s3transfer's BoundedExecutor and TransferCoordinator): jobs are drawn from
+an iterator in the caller's thread only when a slot is free, so work that is queued stays
+bounded (an upload reads a part from its source only when it can send it). The first error
+stops the operation: no more jobs are drawn, jobs still queued are cancelled, the ``stop``
+event tells running jobs to give up early, and the runner waits for them before raising
+that first error. Nothing is left running behind the caller's back.
+
+Each job runs in a copy of the caller's context, so the call's retry budget (see
+:mod:`object_clerk.retry`) is shared by every part of the call.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+__all__ = ["run_parts"]
+
+R = TypeVar("R")
+
+
+def run_parts(
+    jobs: Iterable[Callable[[], R]],
+    *,
+    concurrency: int,
+    name: str,
+    consume: Callable[[R], None] | None = None,
+    stop: threading.Event | None = None,
+) -> list[R]:
+    """Run ``jobs`` with at most ``concurrency`` of them holding a slot at once.
+
+    Without ``consume``, the results are returned in job order. With it, each result is
+    handed to ``consume`` in job order, in the caller's thread, and a finished job keeps its
+    slot until its result has been consumed: at most ``concurrency`` results exist at once
+    (a read's part buffers), and ``[]`` is returned.
+
+    Raises:
+        The first exception raised by a job, by drawing the next job, or by ``consume``.
+    """
+    stop = stop if stop is not None else threading.Event()
+    source = iter(jobs)
+    if concurrency <= 1:
+        return _run_inline(source, consume, stop)
+    finished: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
+    ordered: deque[Future[R]] = deque()  # submitted and holding a slot, in job order
+    results: list[Future[R]] = []
+    busy = 0  # jobs holding a slot
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix=name)
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and busy < concurrency:
+                job = next(source, None)
+                if job is None:
+                    exhausted = True
+                    break
+                future = pool.submit(contextvars.copy_context().run, job)
+                future.add_done_callback(finished.put)
+                busy += 1
+                (ordered if consume is not None else results).append(future)
+            if busy == 0:
+                break
+            failure = finished.get().exception()
+            if failure is not None:
+                raise failure
+            if consume is None:
+                busy -= 1
+                continue
+            while ordered and ordered[0].done():
+                head = ordered.popleft()
+                exc = head.exception()
+                if exc is not None:
+                    raise exc
+                consume(head.result())
+                busy -= 1
+    except BaseException:
+        stop.set()
+        for future in (*ordered, *results):
+            future.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    return [future.result() for future in results]
+
+
+def _run_inline(
+    source: Iterable[Callable[[], R]],
+    consume: Callable[[R], None] | None,
+    stop: threading.Event,
+) -> list[R]:
+    results: list[R] = []
+    try:
+        for job in source:
+            result = job()
+            if consume is not None:
+                consume(result)
+            else:
+                results.append(result)
+    except BaseException:
+        stop.set()
+        raise
+    return results

@@ -1,0 +1,207 @@
+"""The verification policy: one pure function decides what proves an object's bytes.
+
+Strategy: every place that moves bytes (PutObject, UploadPart, CompleteMultipartUpload,
+CopyObject, UploadPartCopy, GetObject) gathers its *evidence* (the request's arguments and
+the response's headers), the server's ETag and what the clerk computed, and asks
+:func:`judge`. Nothing else in the package decides whether an ETag is an MD5, so a new
+encryption mode or store quirk is taught here once.
+
+The verdicts, weakest proof last:
+
+* ``"md5"``: the object's ETag equals the MD5 of the bytes;
+* ``"multipart-md5"``: its ETag equals the MD5-of-MD5s of the parts;
+* ``"content-md5"``: the server checked every body against the Content-MD5 sent with it,
+  but its ETag is not an MD5 (SSE-KMS, SSE-C), so the ETag cannot add to that;
+* ``"unverifiable"``: nothing could prove the content; ``reason`` says why;
+* ``"skipped"``: the caller turned verification off.
+
+A comparison that fails is a verdict too (``matched`` is False): the caller raises it as a
+:class:`~object_clerk.ChecksumMismatchError`. No I/O happens here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from object_clerk.errors import ChecksumMismatchError
+from object_clerk.etag import EtagCalculator, ParsedEtag, multipart_etag, parse_etag
+
+__all__ = [
+    "OPAQUE_SSE",
+    "VERIFIED",
+    "ObjectLayout",
+    "ReadVerifier",
+    "Verdict",
+    "Verification",
+    "etag_opacity",
+    "judge",
+]
+
+Verification = Literal["md5", "multipart-md5", "content-md5", "unverifiable", "skipped"]
+
+#: The verdicts that prove the stored or read bytes.
+VERIFIED: frozenset[Verification] = frozenset({"md5", "multipart-md5", "content-md5"})
+
+#: Server-side encryption that makes the ETag something other than an MD5 of the content.
+OPAQUE_SSE = frozenset({"aws:kms", "aws:kms:dsse"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What proves (or failed to prove) a transfer's bytes.
+
+    ``expected`` is the server's ETag (without quotes) and ``actual`` what the clerk computed;
+    ``matched`` is False only when an MD5 comparison was made and failed.
+    """
+
+    kind: Verification
+    reason: str = ""
+    expected: str | None = None
+    actual: str | None = None
+    matched: bool = True
+
+    @property
+    def verified(self) -> bool:
+        return self.matched and self.kind in VERIFIED
+
+    def mismatch(
+        self, message: str, *, operation: str, bucket: str | None, key: str | None
+    ) -> ChecksumMismatchError:
+        """The error to raise for a failed comparison."""
+        return ChecksumMismatchError(
+            message,
+            expected=self.expected,
+            actual=self.actual,
+            algorithm=self.kind,
+            operation=operation,
+            bucket=bucket,
+            key=key,
+        )
+
+
+def etag_opacity(evidence: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why an ETag described by this evidence cannot be an MD5 of the content, or None.
+
+    ``evidence`` holds the request's arguments and the responses' fields (boto3 names): the
+    encryption asked for and the encryption the server reports both count, since a bucket's
+    default encryption applies without being asked for.
+    """
+    for fields in evidence:
+        sse = fields.get("ServerSideEncryption")
+        if sse in OPAQUE_SSE:
+            return f"the object is encrypted with {sse}, so its ETag is not an MD5 of its content"
+        if fields.get("SSECustomerAlgorithm") or fields.get("SSECustomerKey"):
+            return "the object is encrypted with a customer key (SSE-C), so its ETag is not an MD5"
+    return None
+
+
+def judge(
+    *,
+    verify: bool,
+    etag: str | None,
+    computed: Sequence[str] = (),
+    evidence: Iterable[Mapping[str, Any]] = (),
+    content_md5: bool = False,
+    authoritative: bool = True,
+    unknown: str = "",
+) -> Verdict:
+    """The verdict on one transfer.
+
+    Args:
+        verify: False when the caller turned verification off.
+        etag: the ETag the server holds for the bytes (quoted or not).
+        computed: the ETag(s) the clerk computed for them: one for a known layout, several
+            for candidate layouts (any may match). Empty: nothing could be computed, and
+            ``unknown`` says why.
+        evidence: the request's arguments and the response's fields, for
+            :func:`etag_opacity`.
+        content_md5: every body was sent with its Content-MD5, so a store that answered
+            accepted exactly those bytes.
+        authoritative: the layout behind ``computed`` is known, not guessed: a failed
+            comparison is then a mismatch, not merely unverifiable.
+    """
+    if not verify:
+        return Verdict("skipped", "verification was turned off")
+    parsed = parse_etag(etag)
+    reason = etag_opacity(evidence)
+    if reason is None and parsed is None:
+        reason = f"the ETag {etag!r} is not an MD5"
+    if reason is not None:
+        return Verdict("content-md5" if content_md5 else "unverifiable", reason)
+    assert parsed is not None
+    kind: Verification = "multipart-md5" if parsed.multipart else "md5"
+    if not computed:
+        return Verdict("unverifiable", unknown or "the object's part layout is unknown")
+    expected = str(parsed)
+    if expected in computed:
+        return Verdict(kind, expected=expected, actual=expected)
+    if not authoritative:
+        return Verdict(
+            "unverifiable",
+            f"the part layout is unknown and no candidate reproduces ETag {expected}",
+            expected=expected,
+            actual=computed[0],
+        )
+    return Verdict(kind, expected=expected, actual=computed[0], matched=False)
+
+
+@dataclass(frozen=True)
+class ObjectLayout:
+    """The part layout of a stored object and how sure we are of it.
+
+    ``part_sizes`` holds one size when the layout is known (``authoritative``), or several
+    candidates, likeliest first, when it was guessed. ``part_sizes == (0,)``: single-part.
+    """
+
+    size: int
+    etag: ParsedEtag
+    part_sizes: tuple[int, ...]
+    authoritative: bool
+    source: str
+
+
+class ReadVerifier:
+    """Checks the bytes of one read against the ETag of the response they came with.
+
+    Free of I/O and threads (h11's style): feed it the bytes in order with :meth:`update`,
+    or the digests of whole parts read in parallel with :meth:`set_part_digests`, then ask
+    :meth:`verdict`. ``layout`` is None when verification is off, or the reason the ETag
+    cannot prove the content.
+    """
+
+    def __init__(self, layout: ObjectLayout | str | None, *, verify: bool) -> None:
+        self.layout = layout
+        self.verify = verify
+        self._calculators = (
+            [EtagCalculator(size) for size in layout.part_sizes]
+            if verify and isinstance(layout, ObjectLayout)
+            else []
+        )
+        self._part_digests: list[bytes] | None = None
+
+    def update(self, chunk: bytes | bytearray | memoryview) -> None:
+        for calculator in self._calculators:
+            calculator.update(chunk)
+
+    def set_part_digests(self, digests: list[bytes]) -> None:
+        """The MD5 digests of the parts, in order, in the layout's (single) part size."""
+        self._part_digests = digests
+
+    def verdict(self) -> Verdict:
+        layout = self.layout
+        if not self.verify:
+            return judge(verify=False, etag=None)
+        if not isinstance(layout, ObjectLayout):
+            return Verdict("unverifiable", layout or "the object's ETag cannot prove it")
+        if self._part_digests is not None:
+            computed = [multipart_etag(self._part_digests)]
+        else:
+            computed = [calculator.etag() for calculator in self._calculators]
+        return judge(
+            verify=True,
+            etag=str(layout.etag),
+            computed=computed,
+            authoritative=layout.authoritative,
+        )

@@ -1,0 +1,111 @@
+"""The one verification policy (object_clerk.verdict): evidence in, verdict out."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from object_clerk import ChecksumMismatchError
+from object_clerk.etag import EtagCalculator, MiB, multipart_etag, parse_etag
+from object_clerk.verdict import ObjectLayout, ReadVerifier, etag_opacity, judge
+
+MD5 = hashlib.md5(b"hello", usedforsecurity=False).hexdigest()
+
+
+def test_md5_match_and_mismatch() -> None:
+    """A single-part ETag equal to the computed MD5 is "md5"; any other is a mismatch that
+    carries both values."""
+    assert judge(verify=True, etag=f'"{MD5}"', computed=[MD5]).verified
+    verdict = judge(verify=True, etag="0" * 32, computed=[MD5])
+    assert (verdict.kind, verdict.matched, verdict.expected, verdict.actual) == (
+        "md5",
+        False,
+        "0" * 32,
+        MD5,
+    )
+    error = verdict.mismatch("bad", operation="PutObject", bucket="b", key="k")
+    assert isinstance(error, ChecksumMismatchError)
+    assert (error.expected, error.actual, error.algorithm) == ("0" * 32, MD5, "md5")
+
+
+def test_multipart_kind_comes_from_the_etag() -> None:
+    etag = multipart_etag([hashlib.md5(b"a").digest(), hashlib.md5(b"b").digest()])
+    assert judge(verify=True, etag=etag, computed=[etag]).kind == "multipart-md5"
+
+
+@pytest.mark.parametrize(
+    "evidence",
+    [
+        {"ServerSideEncryption": "aws:kms"},
+        {"ServerSideEncryption": "aws:kms:dsse"},
+        {"SSECustomerAlgorithm": "AES256"},
+        {"SSECustomerKey": "k" * 32},
+    ],
+)
+def test_encrypted_etag_is_never_a_mismatch(evidence: dict[str, str]) -> None:
+    """SSE-KMS and SSE-C ETags are not MD5s, whether the request asked for the encryption
+    or the response reports it: "content-md5" when Content-MD5 was sent, else
+    "unverifiable" — never a mismatch."""
+    wrong = "f" * 32
+    for where in ([evidence, {}], [{}, evidence]):
+        sent = judge(verify=True, etag=wrong, computed=[MD5], evidence=where, content_md5=True)
+        assert (sent.kind, sent.matched, sent.verified) == ("content-md5", True, True)
+        unsent = judge(verify=True, etag=wrong, computed=[MD5], evidence=where)
+        assert (unsent.kind, unsent.matched, unsent.verified) == ("unverifiable", True, False)
+        assert "encrypted" in unsent.reason
+
+
+def test_sse_s3_etag_is_an_md5() -> None:
+    verdict = judge(
+        verify=True, etag=MD5, computed=[MD5], evidence=[{"ServerSideEncryption": "AES256"}]
+    )
+    assert verdict.kind == "md5"
+    assert etag_opacity([{"ServerSideEncryption": "AES256"}]) is None
+
+
+def test_non_md5_etag_and_unknown_layout_are_unverifiable() -> None:
+    assert judge(verify=True, etag="not-an-md5", computed=[MD5]).kind == "unverifiable"
+    unknown = judge(verify=True, etag=f"{MD5}-3", computed=[], unknown="layout unknown")
+    assert (unknown.kind, unknown.reason) == ("unverifiable", "layout unknown")
+
+
+def test_guessed_layout_that_matches_nothing_is_unverifiable_not_corrupt() -> None:
+    verdict = judge(verify=True, etag=f"{MD5}-3", computed=["a" * 32 + "-3"], authoritative=False)
+    assert (verdict.kind, verdict.matched) == ("unverifiable", True)
+
+
+def test_verify_off_is_skipped() -> None:
+    verdict = judge(verify=False, etag="0" * 32, computed=[MD5])
+    assert (verdict.kind, verdict.verified) == ("skipped", False)
+
+
+def _layout(data: bytes, part_size: int, *, authoritative: bool = True) -> ObjectLayout:
+    calculator = EtagCalculator(part_size)
+    calculator.update(data)
+    etag = parse_etag(calculator.etag())
+    assert etag is not None
+    return ObjectLayout(len(data), etag, (part_size,), authoritative, "test")
+
+
+def test_read_verifier_sequential_and_parallel() -> None:
+    """The read verifier proves bytes fed in any chunking, and part digests fed whole."""
+    data = bytes(range(256)) * (5 * MiB // 256 * 3 // 2)
+    layout = _layout(data, 5 * MiB)
+    verifier = ReadVerifier(layout, verify=True)
+    for start in range(0, len(data), 777_777):
+        verifier.update(data[start : start + 777_777])
+    assert verifier.verdict().kind == "multipart-md5"
+    parallel = ReadVerifier(layout, verify=True)
+    parallel.set_part_digests(
+        [hashlib.md5(data[i : i + 5 * MiB]).digest() for i in range(0, len(data), 5 * MiB)]
+    )
+    assert parallel.verdict().verified
+    damaged = ReadVerifier(layout, verify=True)
+    damaged.update(data[:-1] + b"\0")
+    assert not damaged.verdict().matched
+
+
+def test_read_verifier_reasons() -> None:
+    assert ReadVerifier("encrypted", verify=True).verdict().reason == "encrypted"
+    assert ReadVerifier(None, verify=False).verdict().kind == "skipped"
