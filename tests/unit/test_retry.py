@@ -293,6 +293,49 @@ def test_call_deadline_counts_time_spent_in_attempts():
     assert clock.sleeps == [1.0, 1.0]
 
 
+def test_deadline_is_one_budget_for_a_call_and_its_units():
+    """Units retried inside a call (the parts of a transfer) share the call's deadline: a
+    part started late in a stalled call gets what is left of the budget, not a fresh one."""
+    policy = RetryPolicy(tries=100, delay=1.0, backoff=1.0, jitter=0.0, max_delay=1, deadline=10)
+    clock = FakeClock()
+    retrier = _retrier(policy, clock)
+    outer_attempts = 0
+
+    def part() -> None:
+        raise ConnectionFault("stalled")
+
+    def whole() -> None:
+        nonlocal outer_attempts
+        outer_attempts += 1
+        if outer_attempts <= 5:
+            raise ServerError("busy")  # 5 s pass in the outer loop's waits
+        retrier.call(part, operation="UploadPart")
+
+    started = clock.now
+    with pytest.raises(ConnectionFault):
+        retrier.call(whole, operation="upload_object")
+    # Separate budgets would give the part 10 s of its own, to t=15.
+    assert clock.now - started <= 10
+
+
+def test_deadline_counts_from_the_last_progress():
+    """A long transfer that keeps making progress keeps its retries: each unit that
+    succeeds refreshes the call's budget."""
+    policy = RetryPolicy(tries=3, delay=1.0, backoff=1.0, jitter=0.0, max_delay=1, deadline=5)
+    clock = FakeClock()
+    retrier = _retrier(policy, clock)
+
+    def transfer() -> int:
+        done = 0
+        for _ in range(20):  # 20 parts, each failing once, each success taking 2 s
+            retrier.call(Failing([ConnectionFault("reset")]), operation="UploadPart")
+            clock.now += 2.0
+            done += 1
+        return done
+
+    assert retrier.call(transfer, operation="upload_object") == 20  # 60 s, never stalled
+
+
 def test_on_retry_hook_receives_events():
     events: list[RetryEvent] = []
     clock = FakeClock()
