@@ -9,6 +9,7 @@ expected ETag is built from the part digests already computed: no second pass ov
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -184,28 +185,19 @@ def _part_jobs(
                 key=key,
             )
         total += len(body)
-        yield _part_job(engine, bucket, key, upload_id, number, body, part_args, extra_args, verify)
-        del body  # the job holds the part now; the next one is read when it has a slot
-
-
-def _part_job(
-    engine: Engine,
-    bucket: str,
-    key: str,
-    upload_id: str,
-    number: int,
-    body: bytes,
-    part_args: dict[str, Any],
-    extra_args: dict[str, Any],
-    verify: bool,
-) -> Callable[[], tuple[int, str, bytes, int]]:
-    def send() -> tuple[int, str, bytes, int]:
-        etag, digest = _upload_part(
-            engine, bucket, key, upload_id, number, body, part_args, extra_args, verify
+        yield functools.partial(
+            _upload_part,
+            engine,
+            bucket,
+            key,
+            upload_id,
+            number,
+            body,
+            part_args,
+            extra_args,
+            verify,
         )
-        return number, etag, digest, len(body)
-
-    return send
+        del body  # the job holds the part now; the next one is read when it has a slot
 
 
 def _upload_part(
@@ -218,7 +210,8 @@ def _upload_part(
     part_args: dict[str, Any],
     extra_args: dict[str, Any],
     verify: bool,
-) -> tuple[str, bytes]:
+) -> tuple[int, str, bytes, int]:
+    """UploadPart, retried, verified: returns (number, ETag, MD5 digest, size)."""
     digest = hashlib.md5(body, usedforsecurity=False).digest()
     params: dict[str, Any] = {
         "Bucket": bucket,
@@ -250,4 +243,4 @@ def _upload_part(
             )
         return etag
 
-    return engine.call("UploadPart", bucket, key, attempt), digest
+    return number, engine.call("UploadPart", bucket, key, attempt), digest, len(body)
