@@ -27,7 +27,7 @@ from object_clerk.engine import (
 from object_clerk.errors import ChecksumMismatchError, InvalidRequestError, ObjectNotFoundError
 from object_clerk.etag import MAX_PART_SIZE, PartLayout, multipart_etag, parse_etag, plan_parts
 from object_clerk.runner import run_parts
-from object_clerk.verdict import ObjectLayout, Verdict, judge
+from object_clerk.verdict import ObjectLayout, Verdict, etag_opacity, judge
 
 __all__ = ["copy"]
 
@@ -337,8 +337,8 @@ def _part_copy_jobs(
                 )
             etag = require_etag(response["CopyPartResult"], "UploadPartCopy", bucket, key)
             parsed = parse_etag(etag)
-            if parsed is None or parsed.multipart:
-                return number, etag, b""
+            if parsed is None or parsed.multipart or etag_opacity([response]) is not None:
+                return number, etag, b""  # not the MD5 of the part (an encrypting bucket)
             return number, etag, bytes.fromhex(parsed.hexdigest)
 
         return engine.call("UploadPartCopy", bucket, key, attempt)

@@ -48,6 +48,19 @@ T = TypeVar("T")
 #: User-metadata key under which object_clerk records the part size of a multipart upload.
 PART_SIZE_METADATA = "object-clerk-part-size"
 
+#: Upload arguments that every later request about the object must repeat: UploadPart, and
+#: the HeadObject that reads a completed upload's ETag (an SSE-C object answers nothing
+#: without its key).
+REPEATED_ARGS = frozenset(
+    {
+        "SSECustomerAlgorithm",
+        "SSECustomerKey",
+        "SSECustomerKeyMD5",
+        "RequestPayer",
+        "ExpectedBucketOwner",
+    }
+)
+
 # How far before a call an upload it created may appear to start (client/server clock skew).
 _CLOCK_SLACK = timedelta(seconds=60)
 
@@ -191,11 +204,15 @@ class Engine:
         self._part_number_supported = True
         return int(head["ContentLength"]) if int(count) == parts else None
 
-    def head(self, bucket: str, key: str, *, nested: bool = False) -> dict[str, Any]:
-        """HeadObject, retried (or a single attempt when ``nested``), with its ETag required."""
+    def head(
+        self, bucket: str, key: str, *, nested: bool = False, args: Mapping[str, Any] = {}
+    ) -> dict[str, Any]:
+        """HeadObject, retried (or a single attempt when ``nested``), with its ETag required.
+        ``args``: the upload's arguments, of which the :data:`REPEATED_ARGS` are sent."""
+        repeated = repeated_args(args)
 
         def attempt() -> dict[str, Any]:
-            response = dict(self.client.head_object(Bucket=bucket, Key=key))
+            response = dict(self.client.head_object(Bucket=bucket, Key=key, **repeated))
             require_etag(response, "HeadObject", bucket, key)
             return response
 
@@ -277,6 +294,8 @@ class Engine:
         upload_id: str,
         parts: list[tuple[int, str, bytes]],
         expected: str,
+        *,
+        args: Mapping[str, Any] = {},
     ) -> dict[str, Any]:
         """CompleteMultipartUpload, retried. An answer lost on the way does not fail it: when
         a retry finds NoSuchUpload, or every attempt's answer was lost, a HEAD showing the
@@ -287,7 +306,7 @@ class Engine:
         def landed() -> dict[str, Any] | None:
             if not expected:
                 return None
-            head: dict[str, Any] = dict(self.client.head_object(Bucket=bucket, Key=key))
+            head = self.head(bucket, key, nested=True, args=args)
             return head if str(parse_etag(head.get("ETag"))) == expected else None
 
         def attempt() -> dict[str, Any]:
@@ -341,6 +360,7 @@ class Engine:
         content_md5: bool,
         unknown: str = "",
         operation: str = "CompleteMultipartUpload",
+        args: Mapping[str, Any] = {},
     ) -> TransferResult:
         """The verdict on a completed multipart upload, whose parts combine to ``computed``.
 
@@ -350,7 +370,7 @@ class Engine:
         etag_text = str(response.get("ETag") or "")
         if not etag_text.strip('"'):
             # Ceph RGW 16 answers CompleteMultipartUpload with an empty ETag: ask for it.
-            head = self.head(bucket, key)
+            head = self.head(bucket, key, args=args)
             etag_text = str(head.get("ETag") or "")
             response = {**response, "VersionId": response.get("VersionId") or head.get("VersionId")}
             response.setdefault("ServerSideEncryption", head.get("ServerSideEncryption"))
@@ -439,6 +459,11 @@ def _caller_stacklevel() -> int:
         frame = frame.f_back
         level += 1
     return level
+
+
+def repeated_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """The upload arguments every later request about the object repeats."""
+    return {name: value for name, value in args.items() if name in REPEATED_ARGS}
 
 
 def result_of(

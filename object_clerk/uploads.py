@@ -20,6 +20,7 @@ from object_clerk.engine import (
     Engine,
     TransferResult,
     b64,
+    repeated_args,
     require_etag,
     result_of,
 )
@@ -30,15 +31,6 @@ from object_clerk.sources import Source, open_source
 from object_clerk.verdict import Verdict, judge
 
 __all__ = ["upload"]
-
-# Upload arguments that every UploadPart must repeat.
-_PART_ARGS = {
-    "SSECustomerAlgorithm",
-    "SSECustomerKey",
-    "SSECustomerKeyMD5",
-    "RequestPayer",
-    "ExpectedBucketOwner",
-}
 
 
 def upload(
@@ -139,7 +131,7 @@ def _multipart_upload(
         source.check_unchanged()  # before anything under the key is replaced
         layout = [(number, etag, digest) for number, etag, digest, _ in parts]
         computed = multipart_etag(digest for _, _, digest in layout)
-        response = engine.complete_upload(bucket, key, upload_id, layout, computed)
+        response = engine.complete_upload(bucket, key, upload_id, layout, computed, args=extra_args)
     except BaseException:
         engine.abort(bucket, key, upload_id)
         raise
@@ -153,6 +145,7 @@ def _multipart_upload(
         verify=verify,
         content_md5=verify,
         operation="upload_object",
+        args=extra_args,
     )
 
 
@@ -168,7 +161,7 @@ def _part_jobs(
 ) -> Iterator[Callable[[], tuple[int, str, bytes, int]]]:
     """One job per part, each reading its part from ``source`` only when the runner has a
     slot for it: at most ``max_concurrency`` parts exist at once, read or in flight."""
-    part_args = {k: v for k, v in extra_args.items() if k in _PART_ARGS}
+    part_args = repeated_args(extra_args)
     number = 0
     total = 0
     while source.size is None or total < source.size:
