@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from object_clerk import copying, reads, uploads
@@ -71,6 +72,8 @@ UPLOAD_EXTRA_ARGS = frozenset(
     }
 )
 
+_DEFAULT_CONTENT_TYPE = "application/octet-stream"  # object-clerk 1.x's default
+
 # S3's rules, relaxed to what Ceph RGW accepts for legacy buckets (upper case, underscores).
 _BUCKET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _MAX_KEY_BYTES = 1024
@@ -111,6 +114,9 @@ class ObjectClerk:
         retry_max_delay: float | None = None,
         retry_tries: int | None = None,
         use_ssl: bool | None = None,
+        list_objects_page_size: int = 1000,
+        client_config: dict[str, Any] | None = None,
+        transfer_config: dict[str, Any] | None = None,
         *,
         endpoint_url: str | None = None,
         region: str | None = None,
@@ -119,7 +125,6 @@ class ObjectClerk:
         verify_tls: bool | None = None,
         retry_deadline: float | None = None,
         multipart_threshold: int | None = None,
-        client_config: dict[str, Any] | None = None,
         upload_config: dict[str, Any] | None = None,
         download_config: dict[str, Any] | None = None,
         strict_verification: bool | None = None,
@@ -127,6 +132,10 @@ class ObjectClerk:
         settings: ClerkSettings | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
     ) -> None:
+        upload = None
+        if transfer_config is not None or upload_config is not None:
+            # 1.x's transfer_config and our upload_config both configure uploads.
+            upload = {**_as_dict(transfer_config), **_as_dict(upload_config)}
         overrides: dict[str, Any] = {
             "host": host,
             "port": port,
@@ -147,11 +156,21 @@ class ObjectClerk:
             "verify_tls": verify_tls,
             "multipart_threshold": multipart_threshold,
             "s3_client_config": client_config,
-            "s3_upload_config": upload_config,
+            "s3_upload_config": upload,
             "s3_download_config": download_config,
             "strict_verification": strict_verification,
         }
         overrides = {name: value for name, value in overrides.items() if value is not None}
+        if (
+            isinstance(list_objects_page_size, bool)
+            or not isinstance(list_objects_page_size, int)
+            or not 1 <= list_objects_page_size <= 1000
+        ):
+            raise ConfigurationError(
+                "list_objects_page_size must be a whole number from 1 to 1000,"
+                f" got {list_objects_page_size!r}",
+                variable="list_objects_page_size",
+            )
         # Precedence: these arguments, then `settings`, then the environment and .env.
         if settings is None:
             settings = load_settings(**overrides)
@@ -160,7 +179,12 @@ class ObjectClerk:
         else:
             check_endpoint(settings)
         self.settings = settings
-        retrier = Retrier(settings.retry_policy(), on_retry=on_retry)
+        self.list_objects_page_size = list_objects_page_size
+        retrier = Retrier(
+            settings.retry_policy(),
+            checksum_policy=settings.checksum_retry_policy(),
+            on_retry=on_retry,
+        )
         self._client = client if client is not None else _build_client(settings)
         self._engine = Engine(
             self._client, retrier, settings.transfer(), strict=settings.strict_verification
@@ -168,10 +192,10 @@ class ObjectClerk:
         if client is not None and botocore_attempts(client.meta.config) > 1:
             logger.warning(
                 "the injected client retries on its own (%d attempts per request): a failing"
-                " request can make up to %d HTTP attempts; configure it with"
+                " request can make up to %s HTTP attempts; configure it with"
                 " retries={'max_attempts': 0} to leave retries to object_clerk",
                 botocore_attempts(client.meta.config),
-                self.max_http_attempts,
+                self.max_http_attempts or "unlimited",
             )
 
     @classmethod
@@ -189,18 +213,75 @@ class ObjectClerk:
         return self._engine.retrier
 
     @property
-    def max_http_attempts(self) -> int:
+    def max_http_attempts(self) -> int | None:
         """The most HTTP attempts one failing request can make: the clerk's tries times
-        botocore's own attempts (1 for clients the clerk builds)."""
-        return self._engine.retrier.policy.tries * botocore_attempts(self._client.meta.config)
+        botocore's own attempts (1 for clients the clerk builds). None with
+        ``retry_tries=-1``: no count limit, the retry deadline bounds the call."""
+        tries = self._engine.retrier.policy.tries
+        if tries == -1:
+            return None
+        return tries * botocore_attempts(self._client.meta.config)
+
+    # object-clerk 1.1.0's public attributes, read from the settings in force.
+
+    @property
+    def host(self) -> str | None:
+        return self.settings.host
+
+    @property
+    def port(self) -> int | None:
+        return self.settings.port
+
+    @property
+    def use_ssl(self) -> bool:
+        return self.settings.use_ssl
+
+    @property
+    def endpoint_url(self) -> str:
+        """The endpoint the client talks to."""
+        return str(self._client.meta.endpoint_url)
+
+    @property
+    def retry_delay(self) -> float:
+        return self._engine.retrier.policy.delay
+
+    @property
+    def retry_backoff(self) -> float:
+        return self._engine.retrier.policy.backoff
+
+    @property
+    def retry_jitter(self) -> float | tuple[float, float]:
+        return self._engine.retrier.policy.jitter
+
+    @property
+    def retry_max_delay(self) -> float:
+        return self._engine.retrier.policy.max_delay
+
+    @property
+    def retry_tries(self) -> int:
+        return self._engine.retrier.policy.tries
+
+    @property
+    def client_config(self) -> Config:
+        """The client's botocore ``Config``."""
+        return self._client.meta.config
+
+    @property
+    def transfer_config(self) -> TransferConfig:
+        """The uploads' settings as boto3's ``TransferConfig``."""
+        return self.settings.upload_transfer_config()
 
     def __repr__(self) -> str:
-        endpoint = self._client.meta.endpoint_url
-        return f"ObjectClerk(endpoint_url={endpoint!r}, region={self._client.meta.region_name!r})"
+        policy = self._engine.retrier.policy
+        return (
+            f"ObjectClerk(endpoint_url={self.endpoint_url!r},"
+            f" region={self._client.meta.region_name!r}, retry_tries={policy.tries},"
+            f" retry_deadline={policy.deadline})"
+        )
 
     # ---------------------------------------------------------------- operations ----
 
-    def get_object(self, bucket: str, key: str, verify_checksum: bool = True) -> bytes:
+    def get_object(self, bucket: str, object_key: str, verify_checksum: bool = True) -> bytes:
         """Return the object's bytes, verified against the ETag of the same GET response.
 
         The MD5 (or, for a multipart object, the MD5 of each part) is computed as the body
@@ -216,15 +297,15 @@ class ObjectClerk:
             UnverifiableObjectError: in strict mode, when the ETag cannot prove the content.
             TransientError: the last transient failure, once the retries are spent.
         """
-        _check_object(bucket, key, "get_object")
+        _check_object(bucket, object_key, "get_object")
         sink = reads.BytesSink()
-        reads.read(self._engine, bucket, key, sink, verify=verify_checksum)
+        reads.read(self._engine, bucket, object_key, sink, verify=verify_checksum)
         return sink.getvalue()
 
     def download_object(
         self,
         bucket: str,
-        key: str,
+        object_key: str,
         destination: str | os.PathLike[str] | IO[bytes],
         verify_checksum: bool = True,
     ) -> TransferResult:
@@ -236,13 +317,13 @@ class ObjectClerk:
         never leaves a file that looks complete. Large multipart objects are fetched part by
         part in parallel (``S3_DOWNLOAD_CONFIG``), each part resumed on its own if cut.
         """
-        _check_object(bucket, key, "download_object")
-        return reads.download(self._engine, bucket, key, destination, verify=verify_checksum)
+        _check_object(bucket, object_key, "download_object")
+        return reads.download(self._engine, bucket, object_key, destination, verify=verify_checksum)
 
     def iter_object(
         self,
         bucket: str,
-        key: str,
+        object_key: str,
         verify_checksum: bool = True,
         *,
         chunk_size: int = 1024 * 1024,
@@ -254,80 +335,75 @@ class ObjectClerk:
         ChecksumMismatchError after its last chunk. Treat what it gave as unverified until it
         is exhausted without error. Close it (or exhaust it) to release its thread.
         """
-        _check_object(bucket, key, "iter_object")
+        _check_object(bucket, object_key, "iter_object")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise InvalidRequestError(
                 f"chunk_size must be a whole number >= 1, got {chunk_size!r}",
                 operation="iter_object",
                 bucket=bucket,
-                key=key,
+                key=object_key,
             )
         return reads.stream(
-            self._engine, bucket, key, verify=verify_checksum, chunk_size=chunk_size
+            self._engine, bucket, object_key, verify=verify_checksum, chunk_size=chunk_size
         )
 
-    def open_object(self, bucket: str, key: str, verify_checksum: bool = True) -> io.BufferedReader:
+    def open_object(
+        self, bucket: str, object_key: str, verify_checksum: bool = True
+    ) -> io.BufferedReader:
         """A read-only, non-seekable binary file object over :meth:`iter_object`.
 
         Use it as a context manager; ``read()`` raises ChecksumMismatchError at the end if the
         bytes did not verify.
         """
-        chunks = self.iter_object(bucket, key, verify_checksum)
+        chunks = self.iter_object(bucket, object_key, verify_checksum)
         return io.BufferedReader(reads.ObjectReader(chunks), buffer_size=1024 * 1024)
 
-    def get_object_info(self, bucket: str, key: str) -> dict[str, Any]:
-        """Return the object's metadata (HeadObject), as boto3 returns it, less
-        ``ResponseMetadata``.
+    def get_object_info(self, bucket: str, object_key: str) -> dict[str, str]:
+        """Return the object's HTTP response headers (HeadObject), lower-case, exactly as
+        object-clerk 1.x returns them.
 
-        The dict has at least these keys:
-
-        * ``ContentLength`` (int): size in bytes;
-        * ``ETag`` (str): quoted, as S3 returns it;
-        * ``ContentType`` (str or None);
-        * ``LastModified`` (datetime);
-        * ``Metadata`` (dict[str, str]): user metadata, without the ``x-amz-meta-`` prefix;
-        * ``VersionId`` (str or None): None when the bucket is not versioned.
-
-        Other HeadObject fields (``StorageClass``, ``ServerSideEncryption``, ...) are passed
-        through when the server sends them.
+        For example ``etag`` (quoted, as S3 sends it), ``content-length`` (a string),
+        ``content-type``, ``last-modified`` and ``x-amz-meta-<name>`` for each user metadata
+        entry. boto3's parsed HeadObject dict is ``clerk.client.head_object(...)``.
         """
-        _check_object(bucket, key, "get_object_info")
-        response = self._engine.head(bucket, key)
-        response.pop("ResponseMetadata", None)
-        response.setdefault("ContentType", None)
-        response.setdefault("Metadata", {})
-        response.setdefault("VersionId", None)
-        return response
+        _check_object(bucket, object_key, "get_object_info")
+        response = self._engine.head(bucket, object_key)
+        return dict(response["ResponseMetadata"]["HTTPHeaders"])
 
     def upload_object(
         self,
-        data: bytes | bytearray | memoryview | str | Path | Any,
+        object_data: bytes | bytearray | memoryview | str | os.PathLike[str] | Any,
         bucket: str,
-        key: str,
+        object_key: str,
         verify_checksum: bool = True,
-        *,
+        content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
-        content_type: str | None = None,
         storage_class: str | None = None,
+        *,
         extra_args: dict[str, Any] | None = None,
     ) -> TransferResult:
-        """Upload ``data`` and verify what the server stored.
+        """Upload ``object_data`` and verify what the server stored.
 
         Args:
-            data: bytes, a path (str or Path), a binary file object (read from its current
-                position), or an iterable of bytes chunks such as a generator. Non-seekable
-                streams and iterables are read part by part with bounded memory.
-            metadata, content_type, storage_class: shortcuts for the boto3 arguments
-                ``Metadata``, ``ContentType`` and ``StorageClass``.
+            object_data: bytes, a path (str or os.PathLike), a binary file object (read from
+                its current position), or an iterator, list or tuple of bytes chunks (a
+                generator, say). Non-seekable streams and iterators are read part by part
+                with bounded memory. Empty data is refused (ObjectSaveException), as
+                object-clerk 1.x does.
+            content_type, metadata, storage_class: the boto3 arguments ``ContentType``,
+                ``Metadata`` and ``StorageClass``; ``extra_args["ContentType"]`` wins over
+                the default content type.
             extra_args: further PutObject arguments with boto3's names, checked against
                 :data:`UPLOAD_EXTRA_ARGS`.
 
-        Objects of ``MULTIPART_THRESHOLD`` bytes or more are uploaded in parts. Every body
-        carries its Content-MD5, so the server refuses damaged bytes, and the returned ETag
-        is compared with the one computed while reading. A mismatch is retried; if it
-        persists the stored object is removed and ChecksumMismatchError raised. A failed
-        multipart upload is aborted.
+        Objects of ``MULTIPART_THRESHOLD`` bytes or more are uploaded in parts of that size.
+        Every body carries its Content-MD5, so the server refuses damaged bytes, and the
+        returned ETag is compared with the one computed while reading. A mismatch is
+        retried; if it persists the stored object is removed and ChecksumMismatchError
+        raised. A failed multipart upload is aborted. A local file that changes while it is
+        read raises SourceChangedError, and nothing is replaced.
         """
+        key = object_key
         _check_object(bucket, key, "upload_object")
         args = dict(extra_args or {})
         unknown = set(args) - UPLOAD_EXTRA_ARGS
@@ -338,24 +414,28 @@ class ObjectClerk:
                 bucket=bucket,
                 key=key,
             )
-        for name, value in (
-            ("Metadata", metadata),
-            ("ContentType", content_type),
-            ("StorageClass", storage_class),
-        ):
+        if content_type != _DEFAULT_CONTENT_TYPE or "ContentType" not in args:
+            args["ContentType"] = content_type
+        for name, value in (("Metadata", metadata), ("StorageClass", storage_class)):
             if value is not None:
                 args[name] = value
         _check_upload_args(args, bucket, key)
         return uploads.upload(
-            self._engine, data, bucket, key, extra_args=args, verify=verify_checksum
+            self._engine,
+            object_data,
+            bucket,
+            key,
+            extra_args=args,
+            verify=verify_checksum,
+            allow_empty=False,
         )
 
     def copy_object(
         self,
         source_bucket: str,
-        source_key: str,
+        source_object_key: str,
         destination_bucket: str,
-        destination_key: str,
+        destination_object_key: str,
         verify_checksum: bool = True,
     ) -> TransferResult:
         """Copy server-side and verify the destination's ETag equals the source's.
@@ -364,22 +444,25 @@ class ObjectClerk:
         copied part by part in its own layout (found as for :meth:`get_object`), so its ETag
         is kept and compared; no data flows through the client.
         """
-        _check_copy(source_bucket, source_key, destination_bucket, destination_key, "copy_object")
+        _check_copy(
+            source_bucket, source_object_key, destination_bucket, destination_object_key,
+            "copy_object",
+        )  # fmt: skip
         return copying.copy(
             self._engine,
             source_bucket,
-            source_key,
+            source_object_key,
             destination_bucket,
-            destination_key,
+            destination_object_key,
             verify=verify_checksum,
         )
 
     def move_object(
         self,
         source_bucket: str,
-        source_key: str,
+        source_object_key: str,
         destination_bucket: str,
-        destination_key: str,
+        destination_object_key: str,
         verify_checksum: bool = True,
     ) -> TransferResult:
         """Copy, then delete the source once the copy has verified.
@@ -391,30 +474,34 @@ class ObjectClerk:
         destination exists with the source's size.
         """
         operation = "move_object"
-        _check_copy(source_bucket, source_key, destination_bucket, destination_key, operation)
+        _check_copy(
+            source_bucket, source_object_key, destination_bucket, destination_object_key,
+            operation,
+        )  # fmt: skip
         result = copying.copy(
             self._engine,
             source_bucket,
-            source_key,
+            source_object_key,
             destination_bucket,
-            destination_key,
+            destination_object_key,
             verify=verify_checksum,
             operation=operation,
         )
         if not result.verified:
-            info = self.get_object_info(destination_bucket, destination_key)
-            if int(info["ContentLength"]) != result.size:
+            head = self._engine.head(destination_bucket, destination_object_key)
+            if int(head.get("ContentLength") or 0) != result.size:
                 raise InvalidRequestError(
                     "the copy's size differs from the source's; the source was kept",
                     operation=operation,
                     bucket=destination_bucket,
-                    key=destination_key,
+                    key=destination_object_key,
                 )
-        self.delete_object(source_bucket, source_key)
+        self.delete_object(source_bucket, source_object_key)
         return result
 
-    def delete_object(self, bucket: str, key: str) -> None:
+    def delete_object(self, bucket: str, object_key: str) -> None:
         """Delete the object. Deleting an object that does not exist is not an error (S3)."""
+        key = object_key
         _check_object(bucket, key, "delete_object")
         try:
             self._engine.call(
@@ -440,32 +527,52 @@ class ObjectClerk:
             raise
 
     def list_objects(
-        self, bucket: str, page_size: int = 1000, *, prefix: str | None = None
+        self,
+        bucket: str,
+        prefix_or_page_size: str | int | None = None,
+        *,
+        prefix: str | None = None,
+        page_size: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Iterate lazily over every object in the bucket, page after page.
+        """Iterate lazily over every object in the bucket (or under ``prefix``), page after
+        page.
+
+        Both of object-clerk 1.x's call styles work: ``list_objects(bucket, "prefix/")`` and
+        ``list_objects(bucket, 1000)``; the second argument is a prefix when it is a str and
+        a page size when it is an int. The page size defaults to ``list_objects_page_size``.
 
         Yields ListObjectsV2 ``Contents`` entries: dicts with ``Key``, ``Size``, ``ETag``,
         ``LastModified`` and ``StorageClass``. Each page request is retried on its own, so a
         failure on page 7 does not restart the listing.
         """
-        _check_bucket(bucket, "list_objects")
+        operation = "list_objects"
+        _check_bucket(bucket, operation)
+        if isinstance(prefix_or_page_size, str):
+            if prefix is not None:
+                raise InvalidRequestError(
+                    "the prefix is given twice", operation=operation, bucket=bucket
+                )
+            prefix = prefix_or_page_size
+        elif prefix_or_page_size is not None:
+            if page_size is not None:
+                raise InvalidRequestError(
+                    "the page size is given twice", operation=operation, bucket=bucket
+                )
+            page_size = prefix_or_page_size  # checked below
         if prefix is not None and not isinstance(prefix, str):
             raise InvalidRequestError(
                 f"prefix must be a string, got {type(prefix).__name__}",
-                operation="list_objects",
+                operation=operation,
                 bucket=bucket,
             )
-        if (
-            isinstance(page_size, bool)
-            or not isinstance(page_size, int)
-            or not 1 <= page_size <= 1000
-        ):
+        size = self.list_objects_page_size if page_size is None else page_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1000:
             raise InvalidRequestError(
-                f"page_size must be a whole number from 1 to 1000, got {page_size!r}",
-                operation="list_objects",
+                f"page_size must be a whole number from 1 to 1000, got {size!r}",
+                operation=operation,
                 bucket=bucket,
             )
-        return self._list(bucket, page_size, prefix)
+        return self._list(bucket, size, prefix)
 
     def _list(self, bucket: str, page_size: int, prefix: str | None) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": page_size}
@@ -536,6 +643,18 @@ def _build_client(settings: ClerkSettings) -> S3Client:
         "s3", endpoint_url=settings.resolved_endpoint(), verify=verify, config=config
     )
     return client
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigurationError(
+            f"transfer_config and upload_config must be dicts of TransferConfig keys,"
+            f" not {type(value).__name__}",
+            variable="transfer_config",
+        )
+    return value
 
 
 def _check_bucket(bucket: object, operation: str) -> None:

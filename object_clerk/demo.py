@@ -56,9 +56,8 @@ def run(clerk: ObjectClerk, bucket: str) -> None:
         raise SystemExit("the bytes read back differ")
 
     info = clerk.get_object_info(bucket, "demo/original.bin")
-    print(
-        f"3. info: {info['ContentLength']} bytes, ETag {info['ETag']}, metadata {info['Metadata']}"
-    )
+    metadata = {k: v for k, v in info.items() if k.startswith("x-amz-meta-")}
+    print(f"3. info: {info['content-length']} bytes, ETag {info['etag']}, metadata {metadata}")
 
     copy = clerk.copy_object(bucket, "demo/original.bin", bucket, "demo/copy.bin")
     print(f"4. copy server-side: ETag {copy.etag} equals the source's ({copy.verification})")

@@ -4,6 +4,8 @@ The tree::
 
     ObjectClerkError
     ├── InvalidRequestError (ValueError)   bad input, refused before any request is sent
+    │   ├── DataTypeError (TypeError)      upload data of a type that is not data
+    │   └── ObjectSaveException            upload data that cannot be saved: empty, no such file
     ├── ConfigurationError (ValueError)    a setting or constructor argument is invalid
     ├── NotFoundError (LookupError)
     │   ├── BucketNotFoundError            NoSuchBucket
@@ -17,9 +19,17 @@ The tree::
     ├── ChecksumMismatchError              bytes did not verify (retried; raised when it persists)
     ├── UnverifiableObjectError            the ETag cannot prove the content (SSE-KMS, SSE-C, ...)
     └── TransientError                     what retries are for
-        ├── ThrottledError                 SlowDown, 503, 429
-        ├── ServerError                    other 5xx, InternalError, RequestTimeout
+        ├── ObjectClerkServerInternalException   the server failed or is overloaded
+        │   ├── ThrottledError             SlowDown, 503, 429
+        │   └── ServerError                other 5xx, InternalError, RequestTimeout
         └── ConnectionFault                connect/read timeouts, resets, truncated bodies
+
+object-clerk 1.1.0's names stand in the tree so that an ``except`` written for 1.1.0 catches
+what 1.1.0 raised in the same situation: ``ObjectClerkException`` is ObjectClerkError,
+``ObjectNotFoundException`` is NotFoundError (a missing bucket or key),
+``ObjectClerkServerAuthException`` is AccessDeniedError, ``ObjectVerificationException`` is
+ChecksumMismatchError, and ``ObjectSaveException`` and ``ObjectClerkServerInternalException``
+are classes of their own, above.
 
 Every error carries the operation, bucket and key, and, where the server answered, its error
 code, HTTP status and request id. Errors pickle, so they cross process pools. None of them
@@ -45,11 +55,18 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigurationError",
     "ConnectionFault",
+    "DataTypeError",
     "InvalidRequestError",
     "LocalIOError",
     "NotFoundError",
     "ObjectClerkError",
+    "ObjectClerkException",
+    "ObjectClerkServerAuthException",
+    "ObjectClerkServerInternalException",
     "ObjectNotFoundError",
+    "ObjectNotFoundException",
+    "ObjectSaveException",
+    "ObjectVerificationException",
     "PreconditionFailedError",
     "RequestRejectedError",
     "ServerError",
@@ -131,6 +148,16 @@ def _rebuild(cls: type[ObjectClerkError], message: str, state: dict[str, Any]) -
 
 class InvalidRequestError(ObjectClerkError, ValueError):
     """Bad input, refused before any request was sent."""
+
+
+class DataTypeError(InvalidRequestError, TypeError):
+    """``upload_object`` was given something that is not data (a dict, a number...). A
+    TypeError too, as object-clerk 1.1.0 raised."""
+
+
+class ObjectSaveException(InvalidRequestError):
+    """``upload_object`` cannot save its data: it is empty (refused, as object-clerk 1.1.0
+    does), or a path that is not a readable file. object-clerk 1.1.0's name."""
 
 
 class ConfigurationError(ObjectClerkError, ValueError):
@@ -246,16 +273,28 @@ class TransientError(ObjectClerkError):
     """A failure that may succeed when tried again; the retry policy handles these."""
 
 
-class ThrottledError(TransientError):
+class ObjectClerkServerInternalException(TransientError):
+    """The server failed or is overloaded (5xx, SlowDown): object-clerk 1.1.0's name, the
+    common base of ThrottledError and ServerError."""
+
+
+class ThrottledError(ObjectClerkServerInternalException):
     """The server asked us to slow down: SlowDown, 503, 429."""
 
 
-class ServerError(TransientError):
+class ServerError(ObjectClerkServerInternalException):
     """A 5xx or a server-side request timeout."""
 
 
 class ConnectionFault(TransientError):
     """The connection failed: refused, reset, timed out, or the body was cut short."""
+
+
+# object-clerk 1.1.0's names for classes of this tree.
+ObjectClerkException = ObjectClerkError
+ObjectNotFoundException = NotFoundError
+ObjectClerkServerAuthException = AccessDeniedError
+ObjectVerificationException = ChecksumMismatchError
 
 
 _NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}

@@ -8,8 +8,9 @@ to logs and hooks, and (d) use an injectable sleep and random source for tests.
 
 Two traps in the `retry` module shape this code: ``tries=-1`` retries forever, and an
 ``on_exception`` hook that returns True makes the loop *return None* instead of raising. So
-tries is validated to be at least 1, and the hook stops retries by re-raising, never by
-returning True.
+the loop is run without a count of its own, and the hook stops it by re-raising (never by
+returning True) once the policy's tries or the deadline run out. A policy's ``tries=-1``
+(object-clerk 1.1.0's default) means no count limit, and is accepted only with a deadline.
 
 botocore has a retry layer too. object_clerk's clients turn it off (``max_attempts: 0``), so
 a failing request makes exactly ``tries`` HTTP attempts. See :func:`botocore_attempts`.
@@ -79,7 +80,7 @@ class RetryPolicy:
         RetryPolicy(tries=5, delay=0.5, backoff=2, jitter=(0, 0.5), max_delay=10, deadline=120)
     """
 
-    tries: int = 5
+    tries: int = 5  # -1: no count limit; the deadline alone bounds the retries
     delay: float = 0.5
     backoff: float = 2.0
     jitter: Jitter = (0.0, 0.5)
@@ -87,10 +88,19 @@ class RetryPolicy:
     deadline: float | None = 120.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.tries, int) or isinstance(self.tries, bool) or self.tries < 1:
+        if (
+            not isinstance(self.tries, int)
+            or isinstance(self.tries, bool)
+            or (self.tries < 1 and self.tries != -1)
+        ):
             raise ConfigurationError(
-                f"retry_tries must be a whole number >= 1, got {self.tries!r}"
-                " (-1, 'forever', is refused on purpose)",
+                f"retry_tries must be a whole number >= 1, or -1 for no count limit,"
+                f" got {self.tries!r}",
+                variable="retry_tries",
+            )
+        if self.tries == -1 and self.deadline is None:
+            raise ConfigurationError(
+                "retry_tries=-1 (no count limit) needs a retry_deadline: it would retry forever",
                 variable="retry_tries",
             )
         _check_non_negative("retry_delay", self.delay)
@@ -153,7 +163,9 @@ class RetryEvent:
 @dataclass
 class _CallState:
     attempt: int = 0
-    delay: float | None = None
+    # Per policy (the main one, and the one for checksum mismatches): failures and last delay.
+    failures: dict[int, int] = field(default_factory=dict)
+    delays: dict[int, float] = field(default_factory=dict)
 
 
 class _Budget:
@@ -188,10 +200,13 @@ class Retrier:
     """Runs callables under a :class:`RetryPolicy`. Thread-safe: per-call state is local.
 
     ``sleep``, ``rng`` and ``clock`` are injectable so tests are fast and deterministic;
-    ``on_retry`` is called with a :class:`RetryEvent` before each wait.
+    ``on_retry`` is called with a :class:`RetryEvent` before each wait. ``checksum_policy``,
+    when given, governs checksum mismatches instead of ``policy`` (object-clerk 1.1.0's
+    ``CHECKSUM_RETRY_CONFIG``): its own attempts and delays, the same deadline.
     """
 
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    checksum_policy: RetryPolicy | None = None
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], float] = time.monotonic
@@ -226,11 +241,14 @@ class Retrier:
             return result
 
         def on_exception(exc: ObjectClerkError) -> bool:
-            if not retryable(exc) or state.attempt >= self.policy.tries:
-                if not retryable(exc):
-                    raise exc
-                return False  # the loop sees no tries left and re-raises exc
-            delay = self.policy.next_delay(state.delay, self.rng)
+            if not retryable(exc):
+                raise exc
+            policy = self.policy_for(exc)
+            failures = state.failures.get(id(policy), 0) + 1
+            state.failures[id(policy)] = failures
+            if policy.tries != -1 and failures >= policy.tries:
+                raise exc  # no tries left: the last error, as it is
+            delay = policy.next_delay(state.delays.get(id(policy)), self.rng)
             elapsed = budget.stalled_for()
             if not budget.allows(delay):
                 logger.warning(
@@ -241,15 +259,15 @@ class Retrier:
                     exc,
                 )
                 raise exc
-            state.delay = delay
+            state.delays[id(policy)] = delay
             event = RetryEvent(
-                operation, bucket, key, state.attempt, self.policy.tries, exc, delay, elapsed
+                operation, bucket, key, state.attempt, policy.tries, exc, delay, elapsed
             )
             logger.warning(
-                "retrying %s (attempt %d of %d failed: %s); next attempt in %.2fs",
+                "retrying %s (attempt %d of %s failed: %s); next attempt in %.2fs",
                 operation,
                 state.attempt,
-                self.policy.tries,
+                policy.tries if policy.tries != -1 else "unlimited",
                 exc,
                 delay,
                 extra={"retry": event},
@@ -260,10 +278,12 @@ class Retrier:
             return False
 
         try:
+            # No count for the loop itself: on_exception stops it (by raising) when a
+            # policy's tries or the deadline run out, so it never runs forever.
             result: T = retry_call(
                 attempt,
                 exceptions=ObjectClerkError,
-                tries=self.policy.tries,
+                tries=-1,
                 delay=0,
                 logger=None,
                 on_exception=on_exception,
@@ -272,6 +292,12 @@ class Retrier:
             if token is not None:
                 _BUDGET.reset(token)
         return result
+
+    def policy_for(self, exc: BaseException) -> RetryPolicy:
+        """The policy that governs retries of ``exc``."""
+        if self.checksum_policy is not None and isinstance(exc, ChecksumMismatchError):
+            return self.checksum_policy
+        return self.policy
 
 
 def retry_transient(

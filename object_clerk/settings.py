@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,7 +46,10 @@ DEFAULT_CLIENT_CONFIG: dict[str, Any] = {
 }
 
 # TransferConfig keys the clerk understands. Others are refused, naming the variable.
-_UPLOAD_KEYS = {"multipart_threshold", "multipart_chunksize", "max_concurrency", "use_threads"}
+_UPLOAD_KEYS = {"max_concurrency", "use_threads"}
+# MULTIPART_THRESHOLD sets both (object-clerk 1.x's rule): given for uploads, they are
+# discarded with a warning.
+_PART_KEYS = {"multipart_threshold", "multipart_chunksize"}
 _DOWNLOAD_KEYS = {
     "multipart_threshold",
     "multipart_chunksize",
@@ -52,7 +57,22 @@ _DOWNLOAD_KEYS = {
     "use_threads",
     "io_chunksize",
 }
-_IGNORED_TRANSFER_KEYS = {"max_io_queue", "num_download_attempts", "max_bandwidth"}
+_IGNORED_TRANSFER_KEYS = {
+    "max_io_queue",
+    "num_download_attempts",
+    "max_bandwidth",
+    "max_request_concurrency",
+    "max_submission_concurrency",
+    "preferred_transfer_client",
+}
+# object-clerk 1.1.0's CHECKSUM_RETRY_CONFIG: its own retry policy for checksum mismatches.
+CHECKSUM_RETRY_DEFAULTS: dict[str, Any] = {
+    "retry_delay": 1,
+    "retry_backoff": 1,
+    "retry_jitter": [1, 3],
+    "retry_max_delay": 5,
+    "retry_tries": 3,
+}
 
 
 def _alias(name: str) -> Any:
@@ -91,11 +111,14 @@ class ClerkSettings(BaseSettings):
     s3_download_config: dict[str, Any] = Field(
         default_factory=dict, validation_alias=_alias("S3_DOWNLOAD_CONFIG")
     )
+    checksum_retry_config: dict[str, Any] | None = Field(
+        None, validation_alias=_alias("CHECKSUM_RETRY_CONFIG")
+    )
 
     endpoint_url: str | None = None
     host: str | None = None
     port: int | None = Field(None, ge=1, le=65535)
-    use_ssl: bool = True
+    use_ssl: bool = False  # for host and port, as object-clerk 1.x
     region: str | None = None
     access_key: SecretStr | None = None
     secret_key: SecretStr | None = None
@@ -103,7 +126,7 @@ class ClerkSettings(BaseSettings):
     ca_bundle: Path | None = None
     verify_tls: bool = True
 
-    retry_tries: int = Field(5, ge=1)
+    retry_tries: int = 5  # -1: no count limit (the deadline bounds the call)
     retry_delay: float = Field(0.5, ge=0)
     retry_backoff: float = Field(2.0, ge=1)
     retry_jitter: float | tuple[float, float] = (0.0, 0.5)
@@ -127,7 +150,35 @@ class ClerkSettings(BaseSettings):
     @field_validator("s3_upload_config")
     @classmethod
     def _check_upload_config(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _check_transfer_config(value, _UPLOAD_KEYS)
+        value = _check_transfer_config(value, _UPLOAD_KEYS | _PART_KEYS)
+        discarded = sorted(_PART_KEYS & set(value))
+        if discarded:
+            warnings.warn(
+                f"S3_UPLOAD_CONFIG's {' and '.join(discarded)} ignored: MULTIPART_THRESHOLD sets"
+                " both the multipart threshold and the part size",
+                UserWarning,
+                stacklevel=2,
+            )
+        return {k: v for k, v in value.items() if k not in _PART_KEYS}
+
+    @field_validator("retry_tries")
+    @classmethod
+    def _check_tries(cls, value: int) -> int:
+        if value < 1 and value != -1:
+            raise ValueError("must be a whole number >= 1, or -1 for no count limit")
+        return value
+
+    @field_validator("checksum_retry_config")
+    @classmethod
+    def _check_checksum_retry(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        unknown = set(value) - set(CHECKSUM_RETRY_DEFAULTS)
+        if unknown:
+            raise ValueError(
+                f"unknown keys {sorted(unknown)}; known: {sorted(CHECKSUM_RETRY_DEFAULTS)}"
+            )
+        return value
 
     @field_validator("s3_download_config")
     @classmethod
@@ -180,11 +231,45 @@ class ClerkSettings(BaseSettings):
             deadline=self.retry_deadline,
         )
 
+    def checksum_retry_policy(self) -> RetryPolicy | None:
+        """The policy for checksum mismatches, when CHECKSUM_RETRY_CONFIG is set (else the
+        main policy governs them too). Missing keys take object-clerk 1.1.0's defaults."""
+        if self.checksum_retry_config is None:
+            return None
+        values = {**CHECKSUM_RETRY_DEFAULTS, **self.checksum_retry_config}
+        jitter = values["retry_jitter"]
+        try:
+            return RetryPolicy(
+                tries=values["retry_tries"],
+                delay=values["retry_delay"],
+                backoff=values["retry_backoff"],
+                jitter=tuple(jitter) if isinstance(jitter, list) else jitter,
+                max_delay=values["retry_max_delay"],
+                deadline=self.retry_deadline,
+            )
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"CHECKSUM_RETRY_CONFIG: {exc.message}", variable="CHECKSUM_RETRY_CONFIG"
+            ) from None
+
+    def upload_transfer_config(self) -> TransferConfig:
+        """The uploads' settings as boto3's TransferConfig (object-clerk 1.x's
+        ``UPLOAD_CONFIG``): MULTIPART_THRESHOLD is both threshold and part size."""
+        transfer = self.transfer()
+        return TransferConfig(
+            multipart_threshold=transfer.multipart_threshold,
+            multipart_chunksize=transfer.upload_chunksize,
+            max_concurrency=transfer.upload_concurrency,
+            use_threads=transfer.upload_concurrency > 1,
+        )
+
     def transfer(self) -> TransferSettings:
         up, down = self.s3_upload_config, self.s3_download_config
         return TransferSettings(
             multipart_threshold=self.multipart_threshold,
-            upload_chunksize=int(up.get("multipart_chunksize", 8 * MiB)),
+            # The threshold is the part size too (object-clerk 1.x), raised to S3's limits
+            # when the parts are planned.
+            upload_chunksize=self.multipart_threshold,
             upload_concurrency=_concurrency(up),
             download_threshold=int(down.get("multipart_threshold", 8 * MiB)),
             download_chunksize=int(down.get("multipart_chunksize", 8 * MiB)),
@@ -337,4 +422,6 @@ def _json_hint(field: str | None) -> str:
         return f"expected a JSON object such as {json.dumps(DEFAULT_CLIENT_CONFIG)}"
     if field in ("s3_upload_config", "s3_download_config"):
         return 'expected a JSON object such as {"max_concurrency": 10}'
+    if field == "checksum_retry_config":
+        return f"expected a JSON object such as {json.dumps(CHECKSUM_RETRY_DEFAULTS)}"
     return "expected a number, or [min, max] for a jitter range"

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from object_clerk.errors import InvalidRequestError, SourceChangedError, local_io
+from object_clerk.errors import (
+    DataTypeError,
+    InvalidRequestError,
+    ObjectSaveException,
+    SourceChangedError,
+    local_io,
+)
 
 __all__ = ["Source", "open_source"]
 
@@ -127,7 +133,7 @@ def open_source(data: object, stack: ExitStack, *, bucket: str, key: str) -> Sou
         return _file_source(data, context)
     if isinstance(data, (Iterator, list, tuple)):
         return Source(_iterator_reader(iter(data), context), None, context=context)
-    raise InvalidRequestError(
+    raise DataTypeError(
         "data must be bytes, a path, a binary file object, or an iterator, list or tuple of"
         f" bytes chunks, not {type(data).__name__}",
         **context,
@@ -152,11 +158,13 @@ def _memory_source(data: bytes | bytearray | memoryview, context: dict[str, Any]
 
 def _path_source(path: Path, stack: ExitStack, context: dict[str, Any]) -> Source:
     if not path.exists():
-        raise InvalidRequestError(f"no such file: {path}", **context)
+        raise ObjectSaveException(f"no such file: {path}", **context)
     if path.is_dir():
-        raise InvalidRequestError(f"is a directory, not a file: {path}", **context)
-    with local_io(path=str(path), **context):
+        raise ObjectSaveException(f"is a directory, not a file: {path}", **context)
+    try:
         handle = stack.enter_context(path.open("rb"))
+    except OSError as exc:
+        raise ObjectSaveException(f"cannot open {path}: {exc.strerror or exc}", **context) from exc
     fd = handle.fileno()
 
     def observe() -> _Snapshot:

@@ -24,7 +24,7 @@ from object_clerk.engine import (
     require_etag,
     result_of,
 )
-from object_clerk.errors import InvalidRequestError
+from object_clerk.errors import InvalidRequestError, ObjectSaveException
 from object_clerk.etag import MAX_PARTS, adjust_chunksize, multipart_etag, plan_parts
 from object_clerk.runner import run_parts
 from object_clerk.sources import Source, open_source
@@ -41,10 +41,15 @@ def upload(
     *,
     extra_args: dict[str, Any],
     verify: bool,
+    allow_empty: bool = True,
 ) -> TransferResult:
+    """Upload ``data``, verified. ``allow_empty=False`` refuses empty data before any
+    request (object-clerk 1.x's rule, kept by ``upload_object``)."""
     with ExitStack() as stack:
         source = open_source(data, stack, bucket=bucket, key=key)
         threshold = engine.transfer.multipart_threshold
+        if not allow_empty and source.size == 0:
+            raise _empty(bucket, key)
         if source.size is not None:
             layout = plan_parts(source.size, threshold, engine.transfer.upload_chunksize)
             if not layout.multipart:
@@ -56,11 +61,22 @@ def upload(
             )
         # A stream of unknown size: read up to the threshold to decide.
         head = source.read_exactly(threshold)
+        if not allow_empty and not head:
+            raise _empty(bucket, key)
         if len(head) < threshold:
             return _put(engine, head, bucket, key, extra_args, verify)
         source.unread(head)
         part_size = adjust_chunksize(engine.transfer.upload_chunksize)
         return _multipart_upload(engine, source, part_size, bucket, key, extra_args, verify)
+
+
+def _empty(bucket: str, key: str) -> ObjectSaveException:
+    return ObjectSaveException(
+        "the data is empty: upload_object refuses empty objects, as object-clerk 1.x does",
+        operation="upload_object",
+        bucket=bucket,
+        key=key,
+    )
 
 
 def _put(

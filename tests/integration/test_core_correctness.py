@@ -58,7 +58,7 @@ def test_file_changed_mid_upload_replaces_nothing(
     previous object under the key keeps its bytes, and no upload is left behind."""
     bucket = ceph_any.new_bucket()
     clerk = small_clerk(
-        ceph_any, upload_config={"multipart_chunksize": 5 * MiB, "max_concurrency": 1}
+        ceph_any, upload_config={"max_concurrency": 1}
     )
     previous = payload(64 * 1024, seed=9)
     clerk.upload_object(previous, bucket, "k")
@@ -144,7 +144,7 @@ def test_kms_multipart_upload_is_proven_by_content_md5(moto: Backend) -> None:
     )
     assert (result.verification, result.verified) == ("content-md5", True)
     assert "aws:kms" in result.reason
-    assert log.counts["UploadPart"] == 2  # 8 MiB parts
+    assert log.counts["UploadPart"] == 3  # parts of the 5 MiB threshold
     assert log.counts["AbortMultipartUpload"] == 0 and log.counts["DeleteObject"] == 0
     with pytest.warns(UnverifiableObjectWarning, match="aws:kms"):
         assert clerk.get_object(bucket, "kms") == data
@@ -238,10 +238,10 @@ def test_list_with_a_non_string_prefix_is_refused(ceph: Backend) -> None:
 
 
 def test_failed_part_stops_a_multipart_copy(ceph: Backend) -> None:
-    """Defect 8: once a part copy is refused (a damaged signature), the copy stops: at most the parts
-    already running are sent, the upload is aborted and nothing is left."""
+    """Defect 8: once a part copy is refused (a damaged signature), the copy stops: at most
+    the parts already running are sent, the upload is aborted and nothing is left."""
     bucket = ceph.new_bucket()
-    clerk = small_clerk(ceph, upload_config={"multipart_chunksize": 5 * MiB, "max_concurrency": 2})
+    clerk = small_clerk(ceph, upload_config={"max_concurrency": 2})
     clerk.upload_object(payload(5 * MiB * 12), bucket, "src")
     log = RequestLog(clerk.client)
     refused = False

@@ -68,7 +68,7 @@ class Worker:
         if step == 0 and self.index in MULTIPART_THREADS:
             return self.rng.randint(THRESHOLD, 12 * MiB)
         return self.rng.choice(
-            [0, 1, self.rng.randint(2, 64 * 1024), self.rng.randint(64 * 1024, MiB)]
+            [1, 2, self.rng.randint(3, 64 * 1024), self.rng.randint(64 * 1024, MiB)]
         )
 
     def run(self) -> Worker:
@@ -98,8 +98,8 @@ class Worker:
     def info(self, step: int) -> None:
         key = self.pick()
         info = self.clerk.get_object_info(self.bucket, key)
-        assert info["ContentLength"] == len(self.owned[key]), key
-        assert info["ETag"].strip('"') == self.etags[key], key
+        assert info["content-length"] == str(len(self.owned[key])), key
+        assert info["etag"].strip('"') == self.etags[key], key
 
     def copy(self, step: int) -> None:
         source, destination = self.pick(), self.fresh_key()

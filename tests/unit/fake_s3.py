@@ -363,7 +363,7 @@ class FakeS3:
     def _answer(self, status: int = 200, sse: str | None = None, ssec: str | None = None, **out):
         rid = uuid.uuid4().hex
         rid = f"tx{rid[:21]}-{rid[21:29]}-{rid[29:]}-default" if self.rgw else rid[:16].upper()
-        headers = {"x-amz-request-id": rid}
+        headers = {"x-amz-request-id": rid, **_headers_of(out)}
         if self.rgw and "ContentLength" in out:
             headers["x-rgw-object-type"] = "Normal"
         out["ResponseMetadata"] = {
@@ -576,6 +576,26 @@ for _op in [name[1:] for name in vars(FakeS3) if name[1:2].isupper()]:
     setattr(FakeS3, re.sub(r"(?<=[a-z])(?=[A-Z])", "_", _op).lower(), _client_method(_op))
 
 
+# The HTTP headers a real server sends for these parsed fields (what HTTPHeaders holds).
+_HEADER_NAMES = {
+    "ETag": "etag",
+    "ContentLength": "content-length",
+    "ContentType": "content-type",
+    "VersionId": "x-amz-version-id",
+    "ServerSideEncryption": "x-amz-server-side-encryption",
+    "CacheControl": "cache-control",
+}
+
+
+def _headers_of(out: dict[str, Any]) -> dict[str, str]:
+    headers = {name: str(out[field]) for field, name in _HEADER_NAMES.items() if field in out}
+    if "ETag" in out:
+        headers["etag"] = f'"{str(out["ETag"]).strip(chr(34))}"'
+    for name, value in (out.get("Metadata") or {}).items():
+        headers[f"x-amz-meta-{name}"] = value
+    return headers
+
+
 def make_clerk(fake: FakeS3 | None = None, *, upload_concurrency: int = 4, **overrides: Any) -> Any:
     """A clerk over ``fake`` with instant retries and no environment: 5 MiB upload parts,
     8 MiB download threshold and chunk, 4 threads. ``overrides`` replace ClerkSettings fields."""
@@ -584,7 +604,7 @@ def make_clerk(fake: FakeS3 | None = None, *, upload_concurrency: int = 4, **ove
     fields: dict[str, Any] = {
         "retry_tries": 3, "retry_delay": 0, "retry_jitter": 0.0, "retry_max_delay": 0,
         "retry_deadline": None, "multipart_threshold": 5 * MiB,
-        "s3_upload_config": {"multipart_chunksize": 5 * MiB, "max_concurrency": upload_concurrency},
+        "s3_upload_config": {"max_concurrency": upload_concurrency},
         "s3_download_config": {"multipart_threshold": 8 * MiB, "multipart_chunksize": 8 * MiB,
                                "max_concurrency": 4},
     }  # fmt: skip

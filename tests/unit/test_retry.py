@@ -80,12 +80,49 @@ FAST = RetryPolicy(tries=5, delay=0.5, backoff=2.0, jitter=0.0, max_delay=10.0, 
 # ------------------------------------------------------------- RetryPolicy validation
 
 
-@pytest.mark.parametrize("tries", [0, -1, True, False, 1.5, 3.0, "3", None])
+@pytest.mark.parametrize("tries", [0, -2, True, False, 1.5, 3.0, "3", None])
 def test_policy_rejects_bad_tries_naming_retry_tries(tries):
     with pytest.raises(ConfigurationError) as info:
         RetryPolicy(tries=tries)
     assert info.value.variable == "retry_tries"
     assert "retry_tries" in str(info.value)
+
+
+def test_unlimited_tries_need_a_deadline():
+    """tries=-1 (object-clerk 1.x's default) means no count limit, never forever: it is
+    refused without a deadline."""
+    with pytest.raises(ConfigurationError, match="forever"):
+        RetryPolicy(tries=-1, deadline=None)
+    assert RetryPolicy(tries=-1, deadline=30).tries == -1
+
+
+def test_unlimited_tries_stop_at_the_deadline():
+    policy = RetryPolicy(tries=-1, delay=1.0, backoff=1.0, jitter=0.0, max_delay=1, deadline=10)
+    clock = FakeClock()
+    fn = Failing([ServerError(f"e{i}") for i in range(1000)])
+    with pytest.raises(ServerError):
+        _retrier(policy, clock).call(fn, operation="op")
+    assert fn.calls == 11  # failures at t=0..10, then 10+1 > 10
+
+
+def test_checksum_policy_governs_mismatches_only():
+    """CHECKSUM_RETRY_CONFIG's policy (object-clerk 1.x) counts and paces checksum
+    mismatches; other errors keep the main policy's count and delays."""
+    main = RetryPolicy(tries=3, delay=0.1, backoff=1.0, jitter=0.0, max_delay=1, deadline=None)
+    checksum = RetryPolicy(tries=2, delay=5.0, backoff=1.0, jitter=0.0, max_delay=5, deadline=None)
+    clock = FakeClock()
+    retrier = Retrier(main, checksum_policy=checksum, sleep=clock.sleep, clock=clock)
+    errors = [
+        ServerError("a"),
+        ChecksumMismatchError("b"),
+        ServerError("c"),
+        ChecksumMismatchError("d"),
+    ]
+    fn = Failing(errors)
+    with pytest.raises(ChecksumMismatchError) as info:
+        retrier.call(fn, operation="op")
+    assert info.value is errors[3]  # the second mismatch: the checksum policy's 2 tries
+    assert clock.sleeps == [0.1, 5.0, 0.1]
 
 
 def test_policy_accepts_one_try():
@@ -393,6 +430,9 @@ RETRYABLE = {
     "TLSError": False,
     "LocalIOError": False,
     "SourceChangedError": False,
+    "DataTypeError": False,
+    "ObjectSaveException": False,
+    "ObjectClerkServerInternalException": True,
     "ChecksumMismatchError": True,
     "UnverifiableObjectError": False,
     "TransientError": True,
@@ -403,10 +443,11 @@ RETRYABLE = {
 
 
 def _error_classes() -> dict[str, type[ObjectClerkError]]:
+    # Every class once, under its own name (1.1.0's aliases name the same classes).
     return {
         name: cls
         for name, cls in inspect.getmembers(errors, inspect.isclass)
-        if issubclass(cls, ObjectClerkError)
+        if issubclass(cls, ObjectClerkError) and cls.__name__ == name
     }
 
 

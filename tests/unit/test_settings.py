@@ -84,9 +84,8 @@ def test_client_config_user_retries_win(monkeypatch):
 
 
 def test_upload_and_download_configs_are_both_honoured(monkeypatch):
-    monkeypatch.setenv(
-        "S3_UPLOAD_CONFIG", json.dumps({"multipart_chunksize": 16 * MIB, "max_concurrency": 3})
-    )
+    monkeypatch.setenv("MULTIPART_THRESHOLD", str(16 * MIB))
+    monkeypatch.setenv("S3_UPLOAD_CONFIG", json.dumps({"max_concurrency": 3}))
     monkeypatch.setenv(
         "S3_DOWNLOAD_CONFIG",
         json.dumps(
@@ -99,12 +98,37 @@ def test_upload_and_download_configs_are_both_honoured(monkeypatch):
         ),
     )
     transfer = load_settings().transfer()
-    assert transfer.upload_chunksize == 16 * MIB
+    assert transfer.upload_chunksize == 16 * MIB  # MULTIPART_THRESHOLD: threshold and part size
     assert transfer.upload_concurrency == 3
     assert transfer.download_chunksize == 32 * MIB
     assert transfer.download_concurrency == 7
     assert transfer.download_threshold == 64 * MIB
     assert transfer.io_chunksize == 4096
+
+
+@pytest.mark.parametrize(
+    "keys", [["multipart_chunksize"], ["multipart_threshold", "multipart_chunksize"]]
+)
+def test_upload_part_keys_are_discarded_with_a_warning_naming_them(monkeypatch, keys):
+    """MULTIPART_THRESHOLD sets both threshold and part size (object-clerk 1.x): the two
+    S3_UPLOAD_CONFIG keys are ignored, and a warning names them."""
+    monkeypatch.setenv("MULTIPART_THRESHOLD", str(5 * MIB))
+    monkeypatch.setenv("S3_UPLOAD_CONFIG", json.dumps({key: 64 * MIB for key in keys}))
+    with pytest.warns(UserWarning, match=" and ".join(sorted(keys))):
+        settings = load_settings()
+    transfer = settings.transfer()
+    assert (transfer.multipart_threshold, transfer.upload_chunksize) == (5 * MIB, 5 * MIB)
+
+
+def test_checksum_retry_config_is_read_and_checked(monkeypatch):
+    monkeypatch.setenv("CHECKSUM_RETRY_CONFIG", json.dumps({"retry_tries": 7}))
+    policy = load_settings().checksum_retry_policy()
+    assert policy is not None and (policy.tries, policy.delay, policy.jitter) == (7, 1, (1, 3))
+    monkeypatch.setenv("CHECKSUM_RETRY_CONFIG", json.dumps({"retries": 7}))
+    with pytest.raises(ConfigurationError, match="CHECKSUM_RETRY_CONFIG"):
+        load_settings()
+    monkeypatch.delenv("CHECKSUM_RETRY_CONFIG")
+    assert load_settings().checksum_retry_policy() is None  # the main policy governs
 
 
 def test_use_threads_false_means_one_worker(monkeypatch):
@@ -182,7 +206,7 @@ def test_settings_are_read_at_creation_not_import(monkeypatch):
     ("variable", "value"),
     [
         ("OBJECT_CLERK_RETRY_TRIES", "0"),
-        ("OBJECT_CLERK_RETRY_TRIES", "-1"),
+        ("OBJECT_CLERK_RETRY_TRIES", "-2"),
         ("OBJECT_CLERK_RETRY_TRIES", "abc"),
         ("MULTIPART_THRESHOLD", "0"),
         ("S3_CLIENT_CONFIG", "{bad json"),
@@ -274,12 +298,17 @@ def test_resolved_endpoint_from_host_port_without_ssl():
     assert settings.resolved_endpoint() == "http://h:9000"
 
 
-def test_resolved_endpoint_defaults_to_https():
-    assert load_settings(host="h", port=9000).resolved_endpoint() == "https://h:9000"
+def test_resolved_endpoint_defaults_to_http_as_object_clerk_1():
+    """use_ssl defaults to False for host and port, as in object-clerk 1.x."""
+    assert load_settings(host="h", port=9000).resolved_endpoint() == "http://h:9000"
+    assert load_settings(host="h", port=9000, use_ssl=True).resolved_endpoint() == (
+        "https://h:9000"
+    )
 
 
 def test_resolved_endpoint_host_without_port():
-    assert load_settings(host="s3.example.org").resolved_endpoint() == "https://s3.example.org"
+    settings = load_settings(host="s3.example.org", use_ssl=True)
+    assert settings.resolved_endpoint() == "https://s3.example.org"
 
 
 def test_resolved_endpoint_brackets_ipv6_hosts():
