@@ -12,8 +12,16 @@ from tests.faults.proxy import FaultProxy
 from tests.servers import Backend
 
 TRIES = 3
+# The clerk's read timeout where a test injects stalls (Fault.STALL), short so that giving
+# up on them is quick. Elsewhere clerks wait PATIENT_READ_TIMEOUT: a slow answer from a
+# loaded machine must never pass for a fault (an extra, unplanned retry).
 READ_TIMEOUT = 1.0
-STALL = 1.5
+PATIENT_READ_TIMEOUT = 20.0
+# A STALL lasts until the clerk's read timeout fires and it closes the connection: this is
+# only the proxy's bound for a client that never gives up, far past both timeouts, so that a
+# loaded machine cannot end a stall before the timeout does (a stall that outlasts the
+# timeout by a fixed margin is a race the timeout can lose).
+STALL = 60.0
 
 
 @pytest.fixture
@@ -25,7 +33,11 @@ def proxy(ceph_env: dict[str, str]) -> Iterator[FaultProxy]:
         yield running
 
 
-def clerk_settings(endpoint: str, backend: Backend, **overrides: Any) -> ClerkSettings:
+def clerk_settings(
+    endpoint: str, backend: Backend, *, read_timeout: float = PATIENT_READ_TIMEOUT, **overrides: Any
+) -> ClerkSettings:
+    """Settings for a clerk with fast retries; pass ``read_timeout=READ_TIMEOUT`` where it
+    must give up on stalls."""
     values: dict[str, Any] = {
         "endpoint_url": endpoint,
         "access_key": backend.access_key,
@@ -36,8 +48,8 @@ def clerk_settings(endpoint: str, backend: Backend, **overrides: Any) -> ClerkSe
         "retry_jitter": 0.0,
         "retry_max_delay": 0.02,
         "multipart_threshold": 5 * MiB,
-        "s3_upload_config": {"multipart_chunksize": 5 * MiB, "max_concurrency": 4},
-        "s3_client_config": {"connect_timeout": 2, "read_timeout": READ_TIMEOUT},
+        "s3_upload_config": {"max_concurrency": 4},  # parts of the 5 MiB threshold
+        "s3_client_config": {"connect_timeout": 2, "read_timeout": read_timeout},
         **overrides,
     }
     return ClerkSettings(_env_file=None, **values)
@@ -45,7 +57,8 @@ def clerk_settings(endpoint: str, backend: Backend, **overrides: Any) -> ClerkSe
 
 @pytest.fixture
 def make_clerk(proxy: FaultProxy, ceph: Backend) -> Callable[..., ObjectClerk]:
-    """Clerks that talk to Ceph through the proxy, with fast retries and short timeouts."""
+    """Clerks that talk to Ceph through the proxy, with fast retries (and a short read
+    timeout if asked: ``make_clerk(read_timeout=READ_TIMEOUT)``)."""
 
     def make(**overrides: Any) -> ObjectClerk:
         return ObjectClerk(settings=clerk_settings(proxy.endpoint, ceph, **overrides))

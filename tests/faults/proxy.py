@@ -6,14 +6,24 @@ or at random with a seed. The proxy counts every request it sees, by method and 
 body bytes it delivered, so tests can count attempts and prove a resume did not restart.
 
 Only plain HTTP: TLS would have to be terminated here, and the faults are the same.
+
+The faults are deterministic, whatever the load on the machine: a body cut with RST
+(``RESET_MID_BODY``) is cut only once the client has read every byte sent before it (an RST
+discards what is still queued, so otherwise what arrives would depend on scheduling), and a
+``STALL`` lasts until the client gives up and closes, not for a fixed time that its read
+timeout must beat. Both waits are bounded; a wait that hit its bound is recorded
+(``Record.ending == "bound"``) so tests can refuse to draw conclusions from it.
 """
 
 from __future__ import annotations
 
 import enum
+import fcntl
 import random
+import select
 import socket
 import struct
+import termios
 import threading
 import time
 from collections import Counter
@@ -32,7 +42,7 @@ class Fault(str, enum.Enum):
     SHORT_BODY = "short-body"  # headers and half the body, then a clean close (FIN)
     FLIP_RESPONSE = "flip-response"  # one bit flipped in the response body
     FLIP_REQUEST = "flip-request"  # one bit flipped in the request body, sent upstream
-    STALL = "stall"  # nothing sent for `stall_seconds`, then close
+    STALL = "stall"  # nothing sent until the client gives up (at most `stall_seconds`), close
     INTERNAL_ERROR = "500"  # 500 InternalError, not forwarded
     SLOW_DOWN = "503"  # 503 SlowDown, not forwarded
     TOO_MANY_REQUESTS = "429"  # 429 TooManyRequests, not forwarded
@@ -120,7 +130,14 @@ class Request:
 
 @dataclass
 class Record:
-    """One request the proxy saw, and what it did with it."""
+    """One request the proxy saw, and what it did with it.
+
+    ``ending`` says how the wait before a fault ended: for ``RESET_MID_BODY``,
+    ``"consumed"`` (the client had read every byte sent when the RST went out); for
+    ``STALL``, ``"client-closed"`` (the client gave up, e.g. its read timeout fired); for
+    either, ``"client-closed"`` when the client went away first, or ``"bound"`` when the
+    proxy's wait bound passed and it applied the fault anyway. ``upstream_seconds`` is how
+    long the upstream server took to answer a forwarded request, whole."""
 
     method: str
     key: str
@@ -130,6 +147,8 @@ class Record:
     fault: Fault | None
     status: int | None = None
     body_bytes_sent: int = 0
+    ending: str | None = None
+    upstream_seconds: float | None = None
 
 
 @dataclass
@@ -221,6 +240,38 @@ def _get(headers: list[tuple[str, str]], name: str) -> str | None:
     return next((v for k, v in headers if k.lower() == name.lower()), None)
 
 
+def _proc_address(address: tuple[str, int]) -> str:
+    """An address as /proc/net/tcp{,6} prints it: the address's 32-bit words in host byte
+    order, hex, then the port in hex (e.g. ``0100007F:1F90`` for 127.0.0.1:8080)."""
+    host, port = address[0], address[1]
+    if ":" in host:
+        words = struct.unpack("=4I", socket.inet_pton(socket.AF_INET6, host))
+        return "".join(f"{word:08X}" for word in words) + f":{port:04X}"
+    return f"{struct.unpack('=I', socket.inet_aton(host))[0]:08X}:{port:04X}"
+
+
+def _receive_queue(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
+    """Bytes received but not yet read by the application on the ESTABLISHED TCP socket of
+    this machine bound to ``local`` and connected to ``remote``; None if there is none (it
+    closed). From /proc/net/tcp{,6}, column ``tx_queue:rx_queue``."""
+    table = "/proc/net/tcp6" if ":" in local[0] else "/proc/net/tcp"
+    want = (_proc_address(local), _proc_address(remote))
+    with open(table) as lines:
+        next(lines)
+        for line in lines:
+            fields = line.split()
+            # An old TIME_WAIT entry can share the 4-tuple: only an established one counts.
+            if (fields[1], fields[2]) == want and fields[3] == "01":
+                return int(fields[4].split(":")[1], 16)
+    return None
+
+
+def _unacknowledged(sock: socket.socket) -> int:
+    """Bytes written to ``sock`` that its peer has not acknowledged yet (SIOCOUTQ)."""
+    answer = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
+    return int(struct.unpack("i", answer)[0])
+
+
 def _reset(sock: socket.socket) -> None:
     """Close with RST instead of FIN."""
     with suppress(OSError):
@@ -253,6 +304,12 @@ class FaultProxy:
 
     ``rate`` > 0 faults that share of requests at random (seeded by ``seed``), choosing
     among ``random_faults`` those that make sense for the request.
+
+    ``stall_seconds`` bounds a ``STALL`` (which normally ends when the client gives up) and
+    ``cut_wait_seconds`` bounds the wait, before a ``RESET_MID_BODY``, for the client to
+    read what was sent. Both only matter when something is wrong: keep them generous.
+    Client and proxy must share the machine (loopback): the proxy looks at the client's
+    socket in /proc/net/tcp.
     """
 
     def __init__(
@@ -262,7 +319,8 @@ class FaultProxy:
         seed: int = 0,
         rate: float = 0.0,
         random_faults: tuple[Fault, ...] = tuple(f for f in Fault if f is not Fault.BAD_REQUEST),
-        stall_seconds: float = 3.0,
+        stall_seconds: float = 30.0,
+        cut_wait_seconds: float = 30.0,
     ) -> None:
         self.upstream = upstream
         self.rules: list[Rule] = []
@@ -270,8 +328,10 @@ class FaultProxy:
         self.rate = rate
         self.random_faults = random_faults
         self.stall_seconds = stall_seconds
+        self.cut_wait_seconds = cut_wait_seconds
         self._random = random.Random(seed)
         self._rules_lock = threading.Lock()
+        self._listener_lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._port = 0
         self._threads: list[threading.Thread] = []
@@ -299,22 +359,25 @@ class FaultProxy:
         self.rate = 0.0
 
     @contextmanager
-    def refusing(self, seconds: float | None = None) -> Iterator[None]:
+    def refusing(self) -> Iterator[None]:
         """Close the listening socket, so new connections are refused (ECONNREFUSED) until
-        the block ends, or for ``seconds`` from its start if given."""
-        self._close_listener()
-        self._refusing.set()
-        timer = None
-        if seconds is not None:
-            timer = threading.Timer(seconds, self._reopen)
-            timer.start()
+        the block ends or :meth:`accept_again` is called: from a retry hook, say, so the
+        refusal ends at a chosen attempt, not after a time the client may or may not beat."""
+        with self._listener_lock:
+            self._close_listener()
+            self._refusing.set()
         try:
             yield
         finally:
-            if timer is not None:
-                timer.join()
-            else:
-                self._reopen()
+            self.accept_again()
+
+    def accept_again(self) -> None:
+        """End a refusal early (nothing if none is going on)."""
+        with self._listener_lock:
+            if self._refusing.is_set():
+                self._refusing.clear()
+                if not self._stopping.is_set():
+                    self._open_listener()
 
     def start(self) -> FaultProxy:
         self._open_listener()
@@ -325,7 +388,8 @@ class FaultProxy:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._close_listener()
+        with self._listener_lock:
+            self._close_listener()
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -348,11 +412,6 @@ class FaultProxy:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
-
-    def _reopen(self) -> None:
-        self._refusing.clear()
-        if not self._stopping.is_set():
-            self._open_listener()
 
     def _accept_loop(self) -> None:
         while not self._stopping.is_set():
@@ -412,7 +471,7 @@ class FaultProxy:
                     _reset(client)
                     return
                 if fault is Fault.STALL:
-                    time.sleep(self.stall_seconds)
+                    record.ending = self._stall(client)
                     client.close()
                     return
                 if fault in SYNTHETIC:
@@ -432,8 +491,10 @@ class FaultProxy:
                     upstream = socket.create_connection(self.upstream, timeout=60)
                     upstream_reader = _Reader(upstream)
                 assert upstream_reader is not None
+                asked = time.monotonic()
                 upstream.sendall(request.serialize())
                 status_line, headers, body = self._read_response(upstream_reader, request.method)
+                record.upstream_seconds = time.monotonic() - asked
                 record.status = int(status_line.split()[1])
                 head = status_line + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
                 head_bytes = (head + "\r\n").encode("latin-1")
@@ -444,6 +505,7 @@ class FaultProxy:
                     client.sendall(head_bytes + half)
                     record.body_bytes_sent = len(half)
                     if fault is Fault.RESET_MID_BODY:
+                        record.ending = self._wait_until_read(client)
                         _reset(client)
                     else:
                         client.shutdown(socket.SHUT_WR)
@@ -463,6 +525,47 @@ class FaultProxy:
                 if sock is not None:
                     with suppress(OSError):
                         sock.close()
+
+    def _stall(self, client: socket.socket) -> str:
+        """Send nothing until the client closes its end (it gave up: its read timeout fired),
+        at most ``stall_seconds``. Whatever else the client sends is ignored."""
+        deadline = time.monotonic() + self.stall_seconds
+        poller = select.poll()
+        poller.register(client, select.POLLIN | select.POLLERR | select.POLLHUP)
+        while not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "bound"
+            if poller.poll(min(remaining, 0.1) * 1000):
+                try:
+                    if not client.recv(1 << 16):
+                        return "client-closed"
+                except OSError:
+                    return "client-closed"
+        return "bound"
+
+    def _wait_until_read(self, client: socket.socket) -> str:
+        """Before a reset: wait until the client has read every byte sent to it. An RST
+        discards what the proxy's socket still holds (sendall returns once the bytes are
+        queued, not delivered), so without this wait how much of the body reaches the clerk
+        depends on how far its thread got. Done is when the proxy's socket has nothing
+        unacknowledged (everything reached the client's socket) and then the client's socket
+        (local address: our peer's) has nothing unread. No timing assumption: only a bound,
+        ``cut_wait_seconds``, for a client that stopped reading."""
+        ours, theirs = client.getsockname()[:2], client.getpeername()[:2]
+        deadline = time.monotonic() + self.cut_wait_seconds
+        pause = 0.0005
+        while True:
+            unacknowledged = _unacknowledged(client)  # first: nothing more can arrive after
+            unread = _receive_queue(theirs, ours)
+            if unread is None:
+                return "client-closed"
+            if unacknowledged == 0 and unread == 0:
+                return "consumed"
+            if time.monotonic() >= deadline or self._stopping.is_set():
+                return "bound"
+            time.sleep(pause)
+            pause = min(2 * pause, 0.01)
 
     @staticmethod
     def _read_request(reader: _Reader) -> Request:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from object_clerk import ObjectClerk, ObjectClerkError, ObjectNotFoundError, RetryEvent
 from object_clerk.etag import MiB
-from tests.faults.conftest import clerk_settings
+from tests.faults.conftest import READ_TIMEOUT, STALL, clerk_settings
 from tests.faults.proxy import FaultProxy
 from tests.servers import Backend, ceph_backends, empty_bucket, keep_ceph, start_ceph, stop_ceph
 
@@ -91,7 +91,7 @@ class Model:
 
 
 def run_soak(
-    backend: Backend, *, ops: int, seed: int, rate: float, stall_seconds: float = 1.5
+    backend: Backend, *, ops: int, seed: int, rate: float, stall_seconds: float = STALL
 ) -> Report:
     rng = random.Random(seed)
     report = Report()
@@ -111,7 +111,10 @@ def run_soak(
         with FaultProxy(
             (upstream.hostname, upstream.port), seed=seed, rate=rate, stall_seconds=stall_seconds
         ) as proxy:
-            settings = clerk_settings(proxy.endpoint, backend, retry_tries=5)
+            # Random faults include stalls: the clerk must give up on them, and quickly.
+            settings = clerk_settings(
+                proxy.endpoint, backend, read_timeout=READ_TIMEOUT, retry_tries=5
+            )
             clerk = ObjectClerk(settings=settings, on_retry=count_retry)
             model = Model()
             names, weights = zip(*WEIGHTS.items(), strict=True)
@@ -180,7 +183,7 @@ def _one(
         except ObjectNotFoundError:
             info = None
         sizes = {None if v is None else len(v) for v in model.allowed[key]}
-        if (None if info is None else info["ContentLength"]) not in sizes:
+        if (None if info is None else int(info["content-length"])) not in sizes:
             report.silent_corruptions += 1
             report.problems.append(f"info {key} reported a size nobody wrote")
     elif name in ("copy", "move"):

@@ -27,14 +27,14 @@ from object_clerk import (
     ThrottledError,
 )
 from object_clerk.etag import MiB
-from tests.faults.conftest import TRIES
+from tests.faults.conftest import READ_TIMEOUT, TRIES
 from tests.faults.proxy import Fault, FaultProxy, Rule
 from tests.integration.test_operations import payload
 from tests.servers import Backend
 
 pytestmark = pytest.mark.integration
 
-PART_SIZE = 5 * MiB  # the clerk's multipart_chunksize in tests/faults/conftest.py
+PART_SIZE = 5 * MiB  # the clerk's multipart_threshold (also its part size) in conftest.py
 SMALL = payload(300_000, seed=1)
 LARGE = payload(11 * MiB + 3, seed=2)  # three 5 MiB parts through the clerk's settings
 NEW = payload(200_000, seed=3)
@@ -116,7 +116,7 @@ def _check_get(world: World, succeeded: bool) -> None:
 
 def _check_info(world: World, succeeded: bool) -> None:
     if succeeded:
-        assert world.returned["info"]["ContentLength"] == len(SMALL)
+        assert world.returned["info"]["content-length"] == str(len(SMALL))
 
 
 def _check_upload(data: bytes) -> Callable[[World, bool], None]:
@@ -274,6 +274,20 @@ def attempts_per_request(proxy: FaultProxy) -> Counter[tuple[str, str, str]]:
     return counts
 
 
+def assert_faults_were_clean(proxy: FaultProxy) -> None:
+    """The proxy never had to give up waiting before a fault: every stall ended with the
+    clerk giving up on it (its read timeout), every cut body came after the clerk had read
+    what was sent. So the faults were the ones meant, not whatever the scheduler allowed."""
+    forced = [r for r in proxy.stats.records if r.ending == "bound"]
+    assert forced == [], forced
+
+
+def clerk_for(fault: Fault, make_clerk: Callable[..., ObjectClerk]) -> ObjectClerk:
+    """A clerk that gives up on a stall after READ_TIMEOUT; for other faults, one patient
+    enough that no slow answer on a loaded machine times out as an extra fault."""
+    return make_clerk(read_timeout=READ_TIMEOUT) if fault is Fault.STALL else make_clerk()
+
+
 def _run(operation: Operation, clerk: ObjectClerk, world: World) -> BaseException | None:
     try:
         operation.run(clerk, world)
@@ -296,9 +310,10 @@ def test_transient_fault_is_survived_and_verifies(
     operation = OPERATIONS[op]
     operation.setup(world)
     rule = proxy.add(Rule(fault, times=1, **match))
-    error = _run(operation, make_clerk(), world)
+    error = _run(operation, clerk_for(fault, make_clerk), world)
     assert rule.fired == 1, "the fault was never injected"
     assert error is None, f"{type(error).__name__}: {error}"
+    assert_faults_were_clean(proxy)
     operation.check(world, True)
     assert world.uploads() == []
 
@@ -318,7 +333,7 @@ def test_persistent_fault_fails_typed_after_exact_attempts(
     operation = OPERATIONS[op]
     operation.setup(world)
     rule = proxy.add(Rule(fault, times=-1, **match))
-    error = _run(operation, make_clerk(), world)
+    error = _run(operation, clerk_for(fault, make_clerk), world)
     if (op, target, fault) in RECOVERS_FROM_PERSISTENT:
         assert error is None, f"{type(error).__name__}: {error}"
         operation.check(world, True)
@@ -331,4 +346,5 @@ def test_persistent_fault_fails_typed_after_exact_attempts(
         attempts = attempts_per_request(proxy)
         assert max(attempts.values()) == TRIES, attempts
         operation.check(world, False)
+    assert_faults_were_clean(proxy)
     assert world.uploads() == []
