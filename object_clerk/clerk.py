@@ -478,31 +478,36 @@ class ObjectClerk:
             source_bucket, source_object_key, destination_bucket, destination_object_key,
             operation,
         )  # fmt: skip
-        result = copying.copy(
-            self._engine,
-            source_bucket,
-            source_object_key,
-            destination_bucket,
-            destination_object_key,
-            verify=verify_checksum,
-            operation=operation,
-        )
-        if not result.verified:
-            head = self._engine.head(destination_bucket, destination_object_key)
-            if int(head.get("ContentLength") or 0) != result.size:
-                raise InvalidRequestError(
-                    "the copy's size differs from the source's; the source was kept",
-                    operation=operation,
-                    bucket=destination_bucket,
-                    key=destination_object_key,
-                )
-        self.delete_object(source_bucket, source_object_key)
+        with self._engine.retrier.scope():  # one retry budget: the copy and the delete
+            result = copying.copy(
+                self._engine,
+                source_bucket,
+                source_object_key,
+                destination_bucket,
+                destination_object_key,
+                verify=verify_checksum,
+                operation=operation,
+            )
+            if not result.verified:
+                head = self._engine.head(destination_bucket, destination_object_key)
+                if int(head.get("ContentLength") or 0) != result.size:
+                    raise InvalidRequestError(
+                        "the copy's size differs from the source's; the source was kept",
+                        operation=operation,
+                        bucket=destination_bucket,
+                        key=destination_object_key,
+                    )
+            self.delete_object(source_bucket, source_object_key)
         return result
 
     def delete_object(self, bucket: str, object_key: str) -> None:
         """Delete the object. Deleting an object that does not exist is not an error (S3)."""
         key = object_key
         _check_object(bucket, key, "delete_object")
+        with self._engine.retrier.scope():
+            self._delete(bucket, key)
+
+    def _delete(self, bucket: str, key: str) -> None:
         try:
             self._engine.call(
                 "DeleteObject",

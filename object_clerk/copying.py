@@ -58,6 +58,20 @@ def copy(
     verify: bool,
     operation: str = "copy_object",
 ) -> TransferResult:
+    """Copy server-side, verified (see :func:`_copy`), under one retry budget."""
+    with engine.retrier.scope():
+        return _copy(engine, source_bucket, source_key, bucket, key, verify, operation)
+
+
+def _copy(
+    engine: Engine,
+    source_bucket: str,
+    source_key: str,
+    bucket: str,
+    key: str,
+    verify: bool,
+    operation: str,
+) -> TransferResult:
     """Copy server-side and prove the destination's ETag equals the source's.
 
     A multipart source (or one over 5 GiB) is copied part by part in its own layout when

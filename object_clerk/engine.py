@@ -298,8 +298,10 @@ class Engine:
         args: Mapping[str, Any] = {},
     ) -> dict[str, Any]:
         """CompleteMultipartUpload, retried. An answer lost on the way does not fail it: when
-        a retry finds NoSuchUpload, or every attempt's answer was lost, a HEAD showing the
-        key with the ``expected`` ETag proves an earlier attempt completed it."""
+        a retry finds NoSuchUpload, or every attempt's answer was lost and the upload is gone
+        (an AbortMultipartUpload finds NoSuchUpload), a HEAD showing the key with the
+        ``expected`` ETag proves an earlier attempt completed it. An ETag alone would not:
+        the key may have held the same bytes before."""
         layout: Any = {"Parts": [{"PartNumber": n, "ETag": etag} for n, etag, _ in parts]}
         attempts = 0
 
@@ -333,6 +335,8 @@ class Engine:
         try:
             return self.call("CompleteMultipartUpload", bucket, key, attempt)
         except TransientError:
+            if not self._completed_elsewhere(bucket, key, upload_id):
+                raise  # still open, now aborted: nothing was completed, nothing is left
             try:
                 head = self.call("HeadObject", bucket, key, landed)
             except ObjectClerkError:
@@ -346,6 +350,12 @@ class Engine:
                 key,
             )
             return head
+
+    def _completed_elsewhere(self, bucket: str, key: str, upload_id: str) -> bool:
+        """Whether the upload is gone (an earlier attempt completed it). Asked by aborting
+        it: NoSuchUpload means gone; a successful abort means it was still open, and is not
+        any more. Unknown (the abort failed too) counts as not completed."""
+        return self.abort(bucket, key, upload_id) is False
 
     def check_completed(
         self,
@@ -398,7 +408,10 @@ class Engine:
         if verdict.kind == "unverifiable":
             self.unverifiable(verdict.reason, operation=operation, bucket=bucket, key=key)
 
-    def abort(self, bucket: str, key: str, upload_id: str) -> None:
+    def abort(self, bucket: str, key: str, upload_id: str) -> bool | None:
+        """AbortMultipartUpload, retried. True: the upload was open and is aborted; False: it
+        was gone already (NoSuchUpload: completed or aborted before); None: the abort
+        failed, which is logged."""
         try:
             self.call(
                 "AbortMultipartUpload",
@@ -410,10 +423,12 @@ class Engine:
             )
         except ObjectClerkError as exc:
             if exc.code == "NoSuchUpload":
-                return
+                return False
             logger.error(
                 "could not abort multipart upload %s of s3://%s/%s: %s", upload_id, bucket, key, exc
             )
+            return None
+        return True
 
     def remove_corrupted(self, bucket: str, key: str) -> None:
         logger.error("removing s3://%s/%s: its stored bytes did not verify", bucket, key)

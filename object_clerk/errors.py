@@ -300,6 +300,8 @@ ObjectVerificationException = ChecksumMismatchError
 _NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404", "NoSuchVersion"}
 _ACCESS_CODES = {
     "AccessDenied",
+    "401",
+    "Unauthorized",
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
     "ExpiredToken",
@@ -448,7 +450,7 @@ def _from_client_error(exc: bce.ClientError, context: dict[str, Any]) -> ObjectC
         return BucketNotFoundError(f"bucket does not exist: {text}", **context)
     if code in _NOT_FOUND_CODES or (status == 404 and code not in {"NoSuchUpload"}):
         return ObjectNotFoundError(f"object does not exist: {text}", **context)
-    if code in _ACCESS_CODES or status == 403:
+    if code in _ACCESS_CODES or status in (401, 403):
         return AccessDeniedError(f"access denied: {text}", **context)
     if code in ("PreconditionFailed", "412") or status == 412:
         return PreconditionFailedError(f"precondition failed: {text}", **context)

@@ -360,33 +360,35 @@ class _ReadState:
         verify: bool,
         operation: str,
     ) -> None:
-        self.etag = response.get("ETag")
-        self.size = int(response.get("ContentLength") or 0)
+        """Take the first response: its size, its layout and how to read the rest. The ETag
+        is pinned last, once everything else is known: a layout probe that fails leaves the
+        read unpinned, so the retry starts afresh instead of reading unverified."""
+        size = int(response.get("ContentLength") or 0)
         content_range = response.pop("ContentRange", None)
         if content_range:  # "bytes 0-8388607/67108864": the object's size is the total
-            self.size = int(str(content_range).rsplit("/", 1)[-1])
-        response["ContentLength"] = self.size
-        self.first_response = response
-        self.parallel = False
-        self.reported = False
+            size = int(str(content_range).rsplit("/", 1)[-1])
+        response["ContentLength"] = size
         settings = engine.transfer
-        big = self.size >= settings.download_threshold and settings.download_concurrency > 1
+        big = size >= settings.download_threshold and settings.download_concurrency > 1
+        parallel, part_size, reported = False, 0, False
         if not verify:
-            self.verifier = ReadVerifier(None, verify=False)
+            verifier = ReadVerifier(None, verify=False)
             if big:
-                self.parallel = True
-                self.part_size = max(settings.download_chunksize, 1)
-            return
-        layout = engine.discover_layout(bucket, key, response, nested=True)
-        self.verifier = ReadVerifier(layout, verify=True)
-        if isinstance(layout, str):
-            # Said before the bytes are read: in strict mode, nothing is read for nothing.
-            engine.unverifiable(layout, operation=operation, bucket=bucket, key=key)
-            self.reported = True
-            return
-        if big and layout.authoritative and layout.etag.multipart and (layout.etag.parts or 0) > 1:
-            self.parallel = True
-            self.part_size = layout.part_sizes[0]
+                parallel, part_size = True, max(settings.download_chunksize, 1)
+        else:
+            layout = engine.discover_layout(bucket, key, response, nested=True)
+            verifier = ReadVerifier(layout, verify=True)
+            if isinstance(layout, str):
+                # Said before the bytes are read: in strict mode, nothing is read for nothing.
+                engine.unverifiable(layout, operation=operation, bucket=bucket, key=key)
+                reported = True
+            elif big and layout.authoritative and (layout.etag.parts or 0) > 1:
+                parallel, part_size = True, layout.part_sizes[0]
+        self.size = size
+        self.first_response = response
+        self.verifier = verifier
+        self.parallel, self.part_size, self.reported = parallel, part_size, reported
+        self.etag = response.get("ETag")
 
 
 # ------------------------------------------------------------------ front ends ---

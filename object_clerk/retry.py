@@ -18,13 +18,15 @@ a failing request makes exactly ``tries`` HTTP attempts. See :func:`botocore_att
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import dataclasses
 import functools
 import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -53,6 +55,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 Jitter = float | tuple[float, float]
+
+#: How often a checksum mismatch is tried under a policy with no count limit (tries=-1) and
+#: no CHECKSUM_RETRY_CONFIG: object-clerk 1.x's default for checksum retries.
+CHECKSUM_TRIES = 3
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -163,9 +169,9 @@ class RetryEvent:
 @dataclass
 class _CallState:
     attempt: int = 0
-    # Per policy (the main one, and the one for checksum mismatches): failures and last delay.
-    failures: dict[int, int] = field(default_factory=dict)
-    delays: dict[int, float] = field(default_factory=dict)
+    # Per kind of error ("checksum" mismatches, and the rest): failures and the last delay.
+    failures: dict[str, int] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)
 
 
 class _Budget:
@@ -244,11 +250,12 @@ class Retrier:
             if not retryable(exc):
                 raise exc
             policy = self.policy_for(exc)
-            failures = state.failures.get(id(policy), 0) + 1
-            state.failures[id(policy)] = failures
+            kind = "main" if policy is self.policy else "checksum"
+            failures = state.failures.get(kind, 0) + 1
+            state.failures[kind] = failures
             if policy.tries != -1 and failures >= policy.tries:
                 raise exc  # no tries left: the last error, as it is
-            delay = policy.next_delay(state.delays.get(id(policy)), self.rng)
+            delay = policy.next_delay(state.delays.get(kind), self.rng)
             elapsed = budget.stalled_for()
             if not budget.allows(delay):
                 logger.warning(
@@ -259,14 +266,14 @@ class Retrier:
                     exc,
                 )
                 raise exc
-            state.delays[id(policy)] = delay
+            state.delays[kind] = delay
             event = RetryEvent(
                 operation, bucket, key, state.attempt, policy.tries, exc, delay, elapsed
             )
             logger.warning(
                 "retrying %s (attempt %d of %s failed: %s); next attempt in %.2fs",
                 operation,
-                state.attempt,
+                failures,
                 policy.tries if policy.tries != -1 else "unlimited",
                 exc,
                 delay,
@@ -294,10 +301,32 @@ class Retrier:
         return result
 
     def policy_for(self, exc: BaseException) -> RetryPolicy:
-        """The policy that governs retries of ``exc``."""
-        if self.checksum_policy is not None and isinstance(exc, ChecksumMismatchError):
-            return self.checksum_policy
+        """The policy that governs retries of ``exc``.
+
+        A checksum mismatch follows ``checksum_policy`` when there is one. Without one, under
+        a main policy with no count limit (``tries=-1``) it is still tried at most
+        :data:`CHECKSUM_TRIES` times: bytes that keep arriving damaged are progress to the
+        deadline, which would otherwise never end such a loop.
+        """
+        if isinstance(exc, ChecksumMismatchError):
+            if self.checksum_policy is not None:
+                return self.checksum_policy
+            if self.policy.tries == -1:
+                return dataclasses.replace(self.policy, tries=CHECKSUM_TRIES)
         return self.policy
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        """One retry budget for everything retried inside the block (an upload's create,
+        parts and complete; a move's copy and delete), unless an outer scope has one."""
+        if _BUDGET.get() is not None:
+            yield
+            return
+        token = _BUDGET.set(_Budget(self.policy.deadline, self.clock))
+        try:
+            yield
+        finally:
+            _BUDGET.reset(token)
 
 
 def retry_transient(

@@ -411,10 +411,22 @@ def _configuration_error(exc: ValidationError, overrides: dict[str, Any]) -> Con
         field = field.lower() if field.lower() in ClerkSettings.model_fields else field
         variable = field if field in overrides else env_name(field)
         first_variable = first_variable or variable
-        # Never echo the offending value of a credential.
-        shown = "" if "key" in field or "token" in field else f" (got {error.get('input')!r})"
+        shown = _shown(field, error.get("input"))
         problems.append(f"{variable}: {error['msg']}{shown}")
     return ConfigurationError("invalid settings: " + "; ".join(problems), variable=first_variable)
+
+
+def _shown(field: str, value: object) -> str:
+    """The rejected value, for the error message, when it cannot hold a secret: numbers and
+    plain words only. Never a credential, a dict (a proxy URL with a password, say) or text
+    with userinfo."""
+    if "key" in field or "token" in field:
+        return ""
+    if isinstance(value, (int, float)) or (
+        isinstance(value, str) and len(value) <= 40 and "@" not in value and "//" not in value
+    ):
+        return f" (got {value!r})"
+    return ""
 
 
 def _json_hint(field: str | None) -> str:

@@ -11,6 +11,7 @@ Local I/O errors of a sink (disk full, read-only file, permission) are raised as
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import queue
@@ -119,10 +120,17 @@ class FileSink:
         pass
 
     def write(self, data: bytes | bytearray | memoryview) -> object:
+        view = memoryview(data).cast("B")
         with self._context.guard():
-            written = self._handle.write(data)
+            while view:
+                # A raw (unbuffered) file may take fewer bytes than given, or none (None)
+                # when it would block: loop until all are written, never drop the rest.
+                written = self._handle.write(view)
+                if not written:
+                    raise OSError(errno.EAGAIN, "the file object accepted no bytes")
+                view = view[written:]
         self._written += len(data)
-        return written
+        return len(data)
 
     def reset(self) -> None:
         if not self._written:

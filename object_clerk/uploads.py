@@ -44,8 +44,9 @@ def upload(
     allow_empty: bool = True,
 ) -> TransferResult:
     """Upload ``data``, verified. ``allow_empty=False`` refuses empty data before any
-    request (object-clerk 1.x's rule, kept by ``upload_object``)."""
-    with ExitStack() as stack:
+    request (object-clerk 1.x's rule, kept by ``upload_object``). One retry budget covers
+    the whole upload: create, parts and complete."""
+    with engine.retrier.scope(), ExitStack() as stack:
         source = open_source(data, stack, bucket=bucket, key=key)
         threshold = engine.transfer.multipart_threshold
         if not allow_empty and source.size == 0:
@@ -188,7 +189,7 @@ def _part_jobs(
         if number > MAX_PARTS:
             raise InvalidRequestError(
                 f"the stream needs more than {MAX_PARTS} parts of {part_size} bytes:"
-                " raise multipart_chunksize in S3_UPLOAD_CONFIG",
+                " raise MULTIPART_THRESHOLD (it is also the part size)",
                 operation="upload_object",
                 bucket=bucket,
                 key=key,

@@ -57,9 +57,7 @@ def test_file_changed_mid_upload_replaces_nothing(
     file after part 1 was read is refused with SourceChangedError naming the file; the
     previous object under the key keeps its bytes, and no upload is left behind."""
     bucket = ceph_any.new_bucket()
-    clerk = small_clerk(
-        ceph_any, upload_config={"max_concurrency": 1}
-    )
+    clerk = small_clerk(ceph_any, upload_config={"max_concurrency": 1})
     previous = payload(64 * 1024, seed=9)
     clerk.upload_object(previous, bucket, "k")
     path = tmp_path / "data.bin"
