@@ -95,10 +95,12 @@ class ObjectClerk:
         clerk = ObjectClerk(client=boto3.client("s3"))   # adopt an existing client
         clerk = ObjectClerk.from_env()                     # OBJECT_CLERK_* variables, .env
 
-    Arguments left as None come from :class:`~object_clerk.ClerkSettings`, that is from the
-    environment and ``.env``, or from ``settings`` when given. ``client_config``,
-    ``upload_config`` and ``download_config`` replace ``S3_CLIENT_CONFIG``,
-    ``S3_UPLOAD_CONFIG`` and ``S3_DOWNLOAD_CONFIG``. Without keys, boto3's default
+    The first thirteen arguments are object-clerk 1.x's, in its order. Arguments left as
+    None come from ``settings`` when given, else from :class:`~object_clerk.ClerkSettings`,
+    that is from the environment and ``.env``: arguments win over ``settings``, which wins
+    over the environment. ``client_config`` replaces ``S3_CLIENT_CONFIG``;
+    ``transfer_config`` (1.x's name) and ``upload_config`` replace ``S3_UPLOAD_CONFIG``,
+    ``download_config`` replaces ``S3_DOWNLOAD_CONFIG``. Without keys, boto3's default
     credential chain applies (profiles, AWS_* variables, instance roles).
     """
 
