@@ -335,8 +335,11 @@ class Engine:
         try:
             return self.call("CompleteMultipartUpload", bucket, key, attempt)
         except TransientError:
-            if not self._completed_elsewhere(bucket, key, upload_id):
-                raise  # still open, now aborted: nothing was completed, nothing is left
+            # Whether an earlier attempt completed it is asked by aborting it: NoSuchUpload
+            # (False) means it is gone; an abort that succeeds means it was still open, so
+            # nothing was completed and nothing is left; a failed abort (None) is not proof.
+            if self.abort(bucket, key, upload_id) is not False:
+                raise
             try:
                 head = self.call("HeadObject", bucket, key, landed)
             except ObjectClerkError:
@@ -350,12 +353,6 @@ class Engine:
                 key,
             )
             return head
-
-    def _completed_elsewhere(self, bucket: str, key: str, upload_id: str) -> bool:
-        """Whether the upload is gone (an earlier attempt completed it). Asked by aborting
-        it: NoSuchUpload means gone; a successful abort means it was still open, and is not
-        any more. Unknown (the abort failed too) counts as not completed."""
-        return self.abort(bucket, key, upload_id) is False
 
     def check_completed(
         self,

@@ -233,12 +233,21 @@ class Retrier:
         other exception propagates at once. The last error is raised as is. ``retryable``
         narrows what is retried, for units whose inner requests were already retried.
         """
+        with self.scope():  # the outermost retried call of an operation opens its budget
+            budget = _BUDGET.get()
+            assert budget is not None
+            return self._call(fn, budget, operation, bucket, key, retryable)
+
+    def _call(
+        self,
+        fn: Callable[[], T],
+        budget: _Budget,
+        operation: str,
+        bucket: str | None,
+        key: str | None,
+        retryable: Callable[[BaseException], bool],
+    ) -> T:
         state = _CallState()
-        budget = _BUDGET.get()
-        token = None
-        if budget is None:  # the outermost retried call of this operation
-            budget = _Budget(self.policy.deadline, self.clock)
-            token = _BUDGET.set(budget)
 
         def attempt() -> T:
             state.attempt += 1
@@ -284,20 +293,16 @@ class Retrier:
             self.sleep(delay)
             return False
 
-        try:
-            # No count for the loop itself: on_exception stops it (by raising) when a
-            # policy's tries or the deadline run out, so it never runs forever.
-            result: T = retry_call(
-                attempt,
-                exceptions=ObjectClerkError,
-                tries=-1,
-                delay=0,
-                logger=None,
-                on_exception=on_exception,
-            )
-        finally:
-            if token is not None:
-                _BUDGET.reset(token)
+        # No count for the loop itself: on_exception stops it (by raising) when a policy's
+        # tries or the deadline run out, so it never runs forever.
+        result: T = retry_call(
+            attempt,
+            exceptions=ObjectClerkError,
+            tries=-1,
+            delay=0,
+            logger=None,
+            on_exception=on_exception,
+        )
         return result
 
     def policy_for(self, exc: BaseException) -> RetryPolicy:

@@ -207,10 +207,7 @@ def _file_source(data: Any, context: dict[str, Any]) -> Source:
             try:
                 stat = os.fstat(stream.fileno())
             except (OSError, ValueError, AttributeError):  # in memory (BytesIO) or no fd
-                position = stream.tell()
-                end = stream.seek(0, io.SEEK_END)
-                stream.seek(position)
-                return _Snapshot(max(0, end - start))
+                return _Snapshot(max(0, _end_of(stream) - start))
         return _Snapshot(max(0, stat.st_size - start), stat.st_mtime_ns)
 
     return Source(stream.read, size, context=context, name=label, observe=observe)
@@ -248,9 +245,14 @@ def _remaining_size(stream: IO[bytes]) -> int | None:
     try:
         if not stream.seekable():
             return None
-        start = stream.tell()
-        end = stream.seek(0, io.SEEK_END)
-        stream.seek(start)
+        return max(0, _end_of(stream) - stream.tell())
     except (OSError, ValueError, AttributeError):
         return None
-    return max(0, end - start)
+
+
+def _end_of(stream: IO[bytes]) -> int:
+    """The stream's end offset; its position is left where it was."""
+    position = stream.tell()
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(position)
+    return end
