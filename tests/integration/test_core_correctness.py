@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from object_clerk import (
     RequestRejectedError,
     SourceChangedError,
     UnverifiableObjectWarning,
+    copying,
 )
 from object_clerk.etag import MiB
 from tests.integration.faults import RequestLog
@@ -235,28 +237,45 @@ def test_list_with_a_non_string_prefix_is_refused(ceph: Backend) -> None:
         list(clerk.list_objects(bucket, prefix=5))  # type: ignore[arg-type]
 
 
-def test_failed_part_stops_a_multipart_copy(ceph: Backend) -> None:
-    """Defect 8: once a part copy is refused (a damaged signature), the copy stops: at most
-    the parts already running are sent, the upload is aborted and nothing is left."""
+def test_failed_part_stops_a_multipart_copy(ceph: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 8: once a part copy is refused (a damaged signature), the copy stops: the
+    parts runner draws no further part, the upload is aborted and nothing is left.
+
+    No timing is assumed: every part copy after the refused one waits (bounded) until the
+    runner has seen the refusal and set its stop event, so none can finish first and make
+    room for another. With 2 at a time, exactly the refused part and one other are sent."""
     bucket = ceph.new_bucket()
     clerk = small_clerk(ceph, upload_config={"max_concurrency": 2})
     clerk.upload_object(payload(5 * MiB * 12), bucket, "src")
-    log = RequestLog(clerk.client)
-    refused = False
+    stops: list[threading.Event] = []
+    real_run_parts = copying.run_parts
 
-    def refuse(request: Any, **_: Any) -> None:
-        """Damage the first part copy's signature: the server answers 403."""
-        nonlocal refused
-        if not refused:
-            refused = True
+    def run_parts_seen(jobs: Any, **kwargs: Any) -> Any:
+        stops.append(threading.Event())
+        return real_run_parts(jobs, **kwargs, stop=stops[-1])
+
+    monkeypatch.setattr(copying, "run_parts", run_parts_seen)
+    log = RequestLog(clerk.client)
+    sent = 0
+    lock = threading.Lock()
+
+    def refuse_first_hold_the_rest(request: Any, **_: Any) -> None:
+        nonlocal sent
+        with lock:
+            sent += 1
+            first = sent == 1
+        if first:  # damage its signature: the server refuses it (400 or 403)
             signed = str(request.headers["Authorization"])
             del request.headers["Authorization"]
             request.headers["Authorization"] = signed[:-8] + "00000000"
+        else:
+            assert stops[-1].wait(60), "the runner never saw the refused part"
 
-    clerk.client.meta.events.register("before-send.s3.UploadPartCopy", refuse)
-    with pytest.raises((AccessDeniedError, RequestRejectedError)):  # Ceph: 400 or 403
+    clerk.client.meta.events.register("before-send.s3.UploadPartCopy", refuse_first_hold_the_rest)
+    with pytest.raises((AccessDeniedError, RequestRejectedError)):
         clerk.copy_object(bucket, "src", bucket, "dst")
-    assert log.counts["UploadPartCopy"] <= 3  # the refused one and those already running
+    assert stops[-1].is_set()
+    assert log.counts["UploadPartCopy"] == 2  # the refused one and the one already running
     assert log.counts["AbortMultipartUpload"] == 1
     assert _uploads_left(ceph, bucket) == []
 
