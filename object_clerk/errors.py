@@ -77,6 +77,7 @@ __all__ = [
     "UnverifiableObjectError",
     "UnverifiableObjectWarning",
     "local_io",
+    "native",
     "translate_error",
     "translated",
 ]
@@ -105,7 +106,9 @@ class ObjectClerkError(Exception):
         status: int | None = None,
         request_id: str | None = None,
     ) -> None:
-        super().__init__(message)
+        # Exception's own __init__, not super()'s: ChecksumMismatchError is also a botocore
+        # exception, whose __init__ takes keyword arguments only.
+        Exception.__init__(self, message)
         self.message = message
         self.operation = operation
         self.bucket = bucket
@@ -228,8 +231,12 @@ class SourceChangedError(ObjectClerkError):
         self.path = path
 
 
-class ChecksumMismatchError(ObjectClerkError):
+class ChecksumMismatchError(ObjectClerkError, bce.FlexibleChecksumError):
     """Bytes did not verify against the checksum the server holds for them.
+
+    Also a ``botocore.exceptions.FlexibleChecksumError``: what boto3 code catches when
+    botocore's own response checksum fails, so a hardened client's failure is caught there
+    too.
 
     Attributes:
         expected: the checksum the bytes should have had.
@@ -250,6 +257,8 @@ class ChecksumMismatchError(ObjectClerkError):
         self.expected = expected
         self.actual = actual
         self.algorithm = algorithm
+        # botocore's exceptions keep their arguments here (FlexibleChecksumError's one field).
+        self.kwargs = {"error_msg": message}
 
     def _details(self) -> list[tuple[str, object]]:
         return [
@@ -366,6 +375,13 @@ def _classify(
         # botocore quotes the offending values, which may be secrets (SSECustomerKey): drop them.
         text = re.sub(r"value: .*?, type:", "type:", str(exc))
         return InvalidRequestError(f"invalid request parameters: {text}", **context)
+    if isinstance(exc, bce.FlexibleChecksumError):
+        # botocore's own response checksum (a CRC the store sent) failed at the body's end.
+        return ChecksumMismatchError(
+            f"botocore's response checksum failed: {_short(exc)}",
+            algorithm="flexible-checksum",
+            **context,
+        )
     if isinstance(exc, bce.UnseekableStreamError):
         return InvalidRequestError("the request body cannot be rewound for a retry", **context)
     if isinstance(
@@ -490,6 +506,18 @@ def _is_certificate_failure(exc: BaseException) -> bool:
 def _short(exc: BaseException, limit: int = 300) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def native(exc: ObjectClerkError) -> BaseException:
+    """What a boto3 caller would have seen for ``exc``: the botocore, urllib3 or socket
+    exception it was translated from, or ``exc`` itself when object_clerk raised it (a
+    checksum mismatch, a truncated body, bad input found before any request)."""
+    cause = exc.__cause__
+    while isinstance(cause, ObjectClerkError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    if cause is None or isinstance(cause, ObjectClerkError):
+        return exc
+    return cause
 
 
 @contextmanager
