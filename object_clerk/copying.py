@@ -12,8 +12,9 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from object_clerk.engine import (
@@ -24,17 +25,61 @@ from object_clerk.engine import (
     require_etag,
     result_of,
 )
-from object_clerk.errors import ChecksumMismatchError, InvalidRequestError, ObjectNotFoundError
+from object_clerk.errors import (
+    ChecksumMismatchError,
+    InvalidRequestError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+)
 from object_clerk.etag import MAX_PART_SIZE, PartLayout, multipart_etag, parse_etag, plan_parts
-from object_clerk.runner import run_parts
+from object_clerk.retry import is_retryable
+from object_clerk.runner import Progress, run_parts
 from object_clerk.verdict import ObjectLayout, Verdict, etag_opacity, judge
 
-__all__ = ["copy"]
+__all__ = ["copy", "copy_object_call", "parse_copy_source"]
 
 logger = logging.getLogger("object_clerk")
 
 # How many candidate layouts a copy of an unknown-layout source may try server-side.
 _COPY_CANDIDATES = 4
+# Copy arguments that only a CopyObject call takes: a part-by-part copy leaves them out of
+# CreateMultipartUpload (the directives are applied by choosing what the upload gets).
+_NOT_FOR_UPLOAD = frozenset(
+    {
+        "MetadataDirective",
+        "TaggingDirective",
+        "CopySourceSSECustomerAlgorithm",
+        "CopySourceSSECustomerKey",
+        "CopySourceSSECustomerKeyMD5",
+        "ExpectedSourceBucketOwner",
+    }
+)
+# What every UploadPartCopy repeats.
+_PART_COPY_ARGS = frozenset(
+    {
+        "CopySourceSSECustomerAlgorithm",
+        "CopySourceSSECustomerKey",
+        "CopySourceSSECustomerKeyMD5",
+        "SSECustomerAlgorithm",
+        "SSECustomerKey",
+        "SSECustomerKeyMD5",
+        "RequestPayer",
+        "ExpectedBucketOwner",
+        "ExpectedSourceBucketOwner",
+    }
+)
+# Nothing here goes to CopyObject itself: the clerk builds its source and pin.
+_NOT_FOR_COPY_OBJECT = frozenset({"CopySource", "CopySourceIfMatch"})
+# Conditions the clerk sets itself, and flexible checksums, which it does not send.
+_REFUSED_COPY_ARGS = frozenset(
+    {
+        "CopySourceIfMatch",
+        "CopySourceIfNoneMatch",
+        "CopySourceIfModifiedSince",
+        "CopySourceIfUnmodifiedSince",
+        "ChecksumAlgorithm",
+    }
+)
 # Headers CopyObject would carry over with MetadataDirective=COPY; a part-by-part copy must
 # set them on the new upload itself.
 _COPIED_HEADERS = (
@@ -57,20 +102,109 @@ def copy(
     *,
     verify: bool,
     operation: str = "copy_object",
+    extra_args: Mapping[str, Any] = {},
+    source_version: str | None = None,
+    progress: Progress | None = None,
 ) -> TransferResult:
-    """Copy server-side, verified (see :func:`_copy`), under one retry budget."""
+    """Copy server-side, verified (see :func:`_copy`), under one retry budget.
+
+    ``extra_args``: CopyObject arguments with boto3's names (boto3's ``copy`` ExtraArgs):
+    they go to CopyObject, or, for a part-by-part copy, to CreateMultipartUpload and
+    UploadPartCopy. ``source_version``: the source's VersionId. ``progress`` is told the
+    bytes copied.
+    """
+    source = _Source(source_bucket, source_key, source_version, dict(extra_args))
     with engine.retrier.scope():
-        return _copy(engine, source_bucket, source_key, bucket, key, verify, operation)
+        return _copy(engine, source, bucket, key, verify, operation, progress or Progress(None))
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A copy's source, and the copy's arguments (boto3's names)."""
+
+    bucket: str
+    key: str
+    version: str | None
+    args: dict[str, Any]
+
+    def copy_source(self) -> Any:
+        spec = {"Bucket": self.bucket, "Key": self.key}
+        if self.version:
+            spec["VersionId"] = self.version
+        return spec
+
+    def head_args(self) -> dict[str, Any]:
+        """What a HeadObject of the source repeats: its version, its SSE-C key, the payer."""
+        args: dict[str, Any] = {
+            name[len("CopySource") :]: value
+            for name, value in self.args.items()
+            if name.startswith("CopySourceSSECustomer")
+        }
+        if self.version:
+            args["VersionId"] = self.version
+        if "RequestPayer" in self.args:
+            args["RequestPayer"] = self.args["RequestPayer"]
+        if "ExpectedSourceBucketOwner" in self.args:
+            args["ExpectedBucketOwner"] = self.args["ExpectedSourceBucketOwner"]
+        return args
+
+    def head(self, engine: Engine, *, nested: bool = False) -> dict[str, Any]:
+        return engine.head(self.bucket, self.key, nested=nested, args=self.head_args())
+
+
+def copy_object_call(engine: Engine, params: Mapping[str, Any]) -> tuple[dict[str, Any], Verdict]:
+    """A boto3 ``copy_object`` call, verified: the source's ETag is read (unless the
+    caller pinned it with CopySourceIfMatch), the copy pinned to it, and the destination's
+    ETag compared with it. Returns CopyObject's response and the verdict."""
+    bucket, key = str(params["Bucket"]), str(params["Key"])
+    source_bucket, source_key, version = parse_copy_source(params["CopySource"])
+    args = {name: value for name, value in params.items() if name.startswith("CopySourceSSE")}
+    for name in ("RequestPayer", "ExpectedSourceBucketOwner"):
+        if name in params:
+            args[name] = params[name]
+    source = _Source(source_bucket, source_key, version, args)
+    given = params.get("CopySourceIfMatch")
+    with engine.retrier.scope():
+        return _copy_retried(
+            engine,
+            source,
+            bucket,
+            key,
+            lambda: {"ETag": given} if given else source.head(engine, nested=True),
+            lambda head: {**params, "CopySourceIfMatch": given or quoted(_etag_of(head))},
+            verify=True,
+            operation="CopyObject",
+            pinned_by_us=not given,
+        )
+
+
+def parse_copy_source(spec: object) -> tuple[str, str, str | None]:
+    """boto3's CopySource: ``{"Bucket", "Key", "VersionId"?}`` or ``"bucket/key"`` with an
+    optional ``?versionId=``."""
+    if isinstance(spec, Mapping):
+        return str(spec["Bucket"]), str(spec["Key"]), spec.get("VersionId")
+    if isinstance(spec, str) and "/" in spec:
+        bucket, _, rest = spec.partition("/")
+        key, marker, version = rest.partition("?versionId=")
+        return bucket, key, version if marker else None
+    raise InvalidRequestError(
+        f"CopySource must be a dict with Bucket and Key, or 'bucket/key', not {spec!r}",
+        operation="CopyObject",
+    )
+
+
+def _etag_of(head: Mapping[str, Any]) -> str:
+    return str(head.get("ETag") or "").strip('"')
 
 
 def _copy(
     engine: Engine,
-    source_bucket: str,
-    source_key: str,
+    source: _Source,
     bucket: str,
     key: str,
     verify: bool,
     operation: str,
+    progress: Progress,
 ) -> TransferResult:
     """Copy server-side and prove the destination's ETag equals the source's.
 
@@ -84,40 +218,89 @@ def _copy(
     ``%`` not followed by two hex digits, aborts the radosgw process. One CopyObject copies
     it instead.
     """
-    head = engine.head(source_bucket, source_key)
+    refused = sorted(set(source.args) & _REFUSED_COPY_ARGS)
+    if refused:
+        raise InvalidRequestError(
+            f"copy arguments {refused} are not supported: object_clerk pins the copy to the"
+            " source's ETag itself, and sends no flexible checksums",
+            operation=operation,
+            bucket=bucket,
+            key=key,
+        )
+    head = source.head(engine)
     source_etag = parse_etag(head.get("ETag"))
     size = int(head.get("ContentLength") or 0)
     multipart = source_etag is not None and source_etag.multipart
-    if "%" in source_key and _is_rgw(head):
+    if "%" in source.key and _is_rgw(head):
         if size > MAX_PART_SIZE:
             raise InvalidRequestError(
                 "a source over 5 GiB whose key contains '%' cannot be copied safely: it needs"
                 " UploadPartCopy, which Ceph RGW decodes twice (another object is copied, or"
                 " the server crashes); rename the source, or download and upload it",
                 operation=operation,
-                bucket=source_bucket,
-                key=source_key,
+                bucket=source.bucket,
+                key=source.key,
             )
     elif size and ((verify and multipart) or size > MAX_PART_SIZE):
-        copied = _copy_by_parts(engine, source_bucket, source_key, head, bucket, key, verify=verify)
+        copied = _copy_by_parts(engine, source, head, bucket, key, verify, progress)
         if copied is not None:
             return copied
     heads = [dict(head)]
+    response, verdict = _copy_retried(
+        engine,
+        source,
+        bucket,
+        key,
+        lambda: heads.pop() if heads else source.head(engine, nested=True),
+        lambda current: {
+            **{k: v for k, v in source.args.items() if k not in _NOT_FOR_COPY_OBJECT},
+            "Bucket": bucket,
+            "Key": key,
+            "CopySource": source.copy_source(),
+            # Pinned to what we read. Ceph RGW 16 and moto ignore this header, which is
+            # why the destination's ETag is compared with it too.
+            "CopySourceIfMatch": quoted(_etag_of(current)),
+        },
+        verify=verify,
+        operation=operation,
+        pinned_by_us=True,
+    )
+    progress.add(size)
+    dest_text = str(response["CopyObjectResult"]["ETag"])
+    return result_of(bucket, key, dest_text, size, response.get("VersionId"), verdict)
+
+
+def _copy_retried(
+    engine: Engine,
+    source: _Source,
+    bucket: str,
+    key: str,
+    read_head: Callable[[], dict[str, Any]],
+    build: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    verify: bool,
+    operation: str,
+    pinned_by_us: bool,
+) -> tuple[dict[str, Any], Verdict]:
+    """The retried unit of a one-call copy: read the source's ETag, CopyObject pinned to
+    it, compare. A 412 to a pin the caller did not ask for means the source changed in
+    between: it is read again. A copy that keeps failing its comparison is removed."""
     stored_mismatch = False
 
-    def attempt() -> TransferResult:
+    def attempt() -> tuple[dict[str, Any], Verdict]:
         nonlocal stored_mismatch
-        current = heads.pop() if heads else engine.head(source_bucket, source_key, nested=True)
+        head = read_head()
         try:
-            return _copy_whole(
-                engine, source_bucket, source_key, current, bucket, key, verify, operation
-            )
+            return _copy_whole(engine, source, head, build(head), verify, operation)
         except ChecksumMismatchError:
             stored_mismatch = True
             raise
 
+    def retryable(exc: BaseException) -> bool:
+        return is_retryable(exc) or (pinned_by_us and isinstance(exc, PreconditionFailedError))
+
     try:
-        return engine.call("CopyObject", bucket, key, attempt)
+        return engine.call("CopyObject", bucket, key, attempt, retryable=retryable)
     except ChecksumMismatchError:
         if stored_mismatch:
             engine.remove_corrupted(bucket, key)
@@ -126,39 +309,26 @@ def _copy(
 
 def _copy_whole(
     engine: Engine,
-    source_bucket: str,
-    source_key: str,
+    source: _Source,
     head: dict[str, Any],
-    bucket: str,
-    key: str,
+    params: dict[str, Any],
     verify: bool,
     operation: str,
-) -> TransferResult:
+) -> tuple[dict[str, Any], Verdict]:
     """One CopyObject call and the verdict on its ETag: one attempt, not retried here."""
-    size = int(head.get("ContentLength") or 0)
-    source_text = str(head.get("ETag") or "")
-    with _source_not_found(source_bucket, source_key):
-        response = engine.once(
-            "CopyObject",
-            bucket,
-            key,
-            lambda: engine.client.copy_object(
-                Bucket=bucket,
-                Key=key,
-                CopySource={"Bucket": source_bucket, "Key": source_key},
-                # Pinned to what we read. Ceph RGW 16 and moto ignore this header, which is
-                # why the destination's ETag is compared with this one below.
-                CopySourceIfMatch=quoted(source_text.strip('"')),
-            ),
+    bucket, key = str(params["Bucket"]), str(params["Key"])
+    with _source_not_found(source.bucket, source.key):
+        response: dict[str, Any] = dict(
+            engine.once("CopyObject", bucket, key, lambda: engine.client.copy_object(**params))
         )
     dest_text = require_etag(response.get("CopyObjectResult", {}), "CopyObject", bucket, key)
     verdict = judge(
         verify=verify,
         etag=dest_text,
         computed=_comparable(head, dest_text),
-        evidence=[head, response],
-        unknown="the store gave the copy a single-part ETag and the source's part layout is"
-        " unknown, so the two cannot be compared",
+        evidence=[head, response, params],
+        unknown="the store gave the copy of a multipart source a single-part ETag, which"
+        " cannot be compared with the source's",
     )
     if not verdict.matched:
         raise verdict.mismatch(
@@ -169,7 +339,7 @@ def _copy_whole(
             key=key,
         )
     engine.report(verdict, operation=operation, bucket=bucket, key=key)
-    return result_of(bucket, key, dest_text, size, response.get("VersionId"), verdict)
+    return response, verdict
 
 
 # Ceph RGW's request ids: "tx" + hex, "-" + hex timestamp, "-" + hex, "-" + zone group.
@@ -196,13 +366,12 @@ def _comparable(head: dict[str, Any], dest_text: str) -> list[str]:
 
 def _copy_by_parts(
     engine: Engine,
-    source_bucket: str,
-    source_key: str,
+    source: _Source,
     head: dict[str, Any],
     bucket: str,
     key: str,
-    *,
     verify: bool,
+    progress: Progress,
 ) -> TransferResult | None:
     """Copy part by part in the source's layout, so the copy's ETag equals the source's.
 
@@ -214,16 +383,15 @@ def _copy_by_parts(
     unverifiable.
     """
     size = int(head.get("ContentLength") or 0)
-    layout = engine.discover_layout(source_bucket, source_key, head)
+    layout = engine.discover_layout(source.bucket, source.key, head, args=source.head_args())
     if not isinstance(layout, ObjectLayout):
         if size <= MAX_PART_SIZE:
             return None  # one CopyObject call, whose verdict says why it is unverifiable
         settings = engine.transfer
         planned = plan_parts(size, settings.multipart_threshold, settings.upload_chunksize)
         return _copy_in_layout(
-            engine, source_bucket, source_key, head, None, planned.part_size, bucket, key,
-            verify=verify,
-        )  # fmt: skip
+            engine, source, head, None, planned.part_size, bucket, key, verify, progress
+        )
     candidates = layout.part_sizes
     if not layout.authoritative:
         candidates = candidates[:_COPY_CANDIDATES]
@@ -231,16 +399,14 @@ def _copy_by_parts(
         candidates = candidates[:1]
     for part_size in candidates:
         copied = _copy_in_layout(
-            engine, source_bucket, source_key, head, layout, part_size, bucket, key,
-            verify=verify,
-        )  # fmt: skip
+            engine, source, head, layout, part_size, bucket, key, verify, progress
+        )
         if copied is not None:
             return copied
     if size <= MAX_PART_SIZE:
         return None
     copied = _copy_in_layout(
-        engine, source_bucket, source_key, head, None, candidates[0], bucket, key,
-        verify=verify,
+        engine, source, head, None, candidates[0], bucket, key, verify, progress,
         unknown="no candidate part layout reproduces the source's ETag",
     )  # fmt: skip
     assert copied is not None
@@ -249,32 +415,38 @@ def _copy_by_parts(
 
 def _copy_in_layout(
     engine: Engine,
-    source_bucket: str,
-    source_key: str,
+    source: _Source,
     head: dict[str, Any],
     layout: ObjectLayout | None,
     part_size: int,
     bucket: str,
     key: str,
-    *,
     verify: bool,
+    progress: Progress,
+    *,
     unknown: str = "",
 ) -> TransferResult | None:
     """One part-by-part copy. ``layout`` is the source's layout this part size is checked
     against before completing (None: nothing to check against). Returns None, with the
     upload aborted, when a guessed layout does not reproduce the source's ETag."""
     size = int(head.get("ContentLength") or 0)
-    create_args: dict[str, Any] = {h: head[h] for h in _COPIED_HEADERS if head.get(h)}
+    create_args: dict[str, Any] = {}
+    if source.args.get("MetadataDirective") != "REPLACE":  # CopyObject's default: COPY
+        create_args = {h: head[h] for h in _COPIED_HEADERS if head.get(h)}
+        create_args["Metadata"] = dict(head.get("Metadata") or {})
+    create_args.update(
+        (name, value) for name, value in source.args.items() if name not in _NOT_FOR_UPLOAD
+    )
     create_args["Metadata"] = {
-        **(head.get("Metadata") or {}),
+        **(create_args.get("Metadata") or {}),
         PART_SIZE_METADATA: str(part_size),
     }
     upload_id = engine.create_upload(bucket, key, create_args)
     try:
         parts = run_parts(
             _part_copy_jobs(
-                engine, source_bucket, source_key, str(head["ETag"]), size, part_size,
-                bucket, key, upload_id,
+                engine, source, str(head["ETag"]), size, part_size,
+                bucket, key, upload_id, progress,
             ),
             concurrency=max(1, engine.transfer.upload_concurrency),
             name="object-clerk-copy",
@@ -294,7 +466,9 @@ def _copy_in_layout(
             if candidate.kind == "unverifiable":  # a guessed layout that is not the one
                 engine.abort(bucket, key, upload_id)
                 return None
-        response = engine.complete_upload(bucket, key, upload_id, parts, combined or "")
+        response = engine.complete_upload(
+            bucket, key, upload_id, parts, combined or "", args=create_args
+        )
     except BaseException:
         engine.abort(bucket, key, upload_id)
         raise
@@ -309,6 +483,7 @@ def _copy_in_layout(
         content_md5=False,
         unknown=unknown or "the store's part ETags are not MD5s, so the copy cannot be compared",
         operation="copy_object",
+        args=create_args,
     )
 
 
@@ -320,21 +495,22 @@ def _candidate_verdict(layout: ObjectLayout, combined: str) -> Verdict:
 
 def _part_copy_jobs(
     engine: Engine,
-    source_bucket: str,
-    source_key: str,
+    source: _Source,
     source_etag: str,
     size: int,
     part_size: int,
     bucket: str,
     key: str,
     upload_id: str,
+    progress: Progress,
 ) -> Iterator[Callable[[], tuple[int, str, bytes]]]:
     """One UploadPartCopy job per part, each retried on its own. A part whose ETag is not
     an MD5 gets an empty digest."""
+    part_args = {name: value for name, value in source.args.items() if name in _PART_COPY_ARGS}
 
     def copy_part(number: int, offset: int, length: int) -> tuple[int, str, bytes]:
         def attempt() -> tuple[int, str, bytes]:
-            with _source_not_found(source_bucket, source_key):
+            with _source_not_found(source.bucket, source.key):
                 response = engine.once(
                     "UploadPartCopy",
                     bucket,
@@ -344,9 +520,10 @@ def _part_copy_jobs(
                         Key=key,
                         UploadId=upload_id,
                         PartNumber=number,
-                        CopySource={"Bucket": source_bucket, "Key": source_key},
+                        CopySource=source.copy_source(),
                         CopySourceRange=f"bytes={offset}-{offset + length - 1}",
                         CopySourceIfMatch=source_etag,
+                        **part_args,
                     ),
                 )
             etag = require_etag(response["CopyPartResult"], "UploadPartCopy", bucket, key)
@@ -355,7 +532,9 @@ def _part_copy_jobs(
                 return number, etag, b""  # not the MD5 of the part (an encrypting bucket)
             return number, etag, bytes.fromhex(parsed.hexdigest)
 
-        return engine.call("UploadPartCopy", bucket, key, attempt)
+        copied = engine.call("UploadPartCopy", bucket, key, attempt)
+        progress.add(length)
+        return copied
 
     for number, offset, length in PartLayout(size, part_size).parts():
         yield functools.partial(copy_part, number, offset, length)

@@ -12,13 +12,15 @@ unverifiable, never as corruption.
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from object_clerk.errors import (
     ObjectClerkError,
@@ -105,13 +107,22 @@ class Engine:
         *,
         strict: bool = False,
     ) -> None:
-        self.client = client
+        # The engine's own requests bypass a hardened client's methods (which would retry
+        # and verify them a second time) but still pass through its events.
+        self.client = cast(S3Client, _Unhardened(client))
         self.retrier = retrier
         self.transfer = transfer
         self.strict = strict
         # Whether HeadObject(PartNumber=1) reports PartsCount here (AWS, moto) or is ignored
         # (Ceph RGW 16). Learned on first use; a benign race between threads.
         self._part_number_supported: bool | None = None
+
+    def with_transfer(self, transfer: TransferSettings) -> Engine:
+        """The same engine (client, retry policy, strictness) with other transfer settings:
+        for a call that brings its own TransferConfig."""
+        engine = copy.copy(self)
+        engine.transfer = transfer
+        return engine
 
     def call(
         self,
@@ -125,12 +136,16 @@ class Engine:
         """Run one S3 request (or a small unit of work) with translation and retries."""
 
         def once() -> T:
+            ANSWER.stubbed = False
             with translated(operation, bucket, key):
                 return fn()
 
-        return self.retrier.call(
-            once, operation=operation, bucket=bucket, key=key, retryable=retryable
-        )
+        def final(exc: BaseException) -> bool:
+            # A stub's answer (botocore's Stubber) is final: retrying would consume the
+            # answers the test queued for the next calls.
+            return retryable(exc) and not ANSWER.stubbed
+
+        return self.retrier.call(once, operation=operation, bucket=bucket, key=key, retryable=final)
 
     def once(self, operation: str, bucket: str | None, key: str | None, fn: Callable[[], T]) -> T:
         """Run one request with translation but no retries: for work inside a retried unit,
@@ -153,11 +168,13 @@ class Engine:
         response: Mapping[str, Any],
         *,
         nested: bool = False,
+        args: Mapping[str, Any] = {},
     ) -> ObjectLayout | str:
         """The part layout of the object a GET/HEAD ``response`` describes.
 
         Returns a reason string instead when the ETag cannot prove the content at all.
         ``nested``: called inside a retried unit, so a probe request is not retried itself.
+        ``args``: the read's arguments, of which the :data:`REPEATED_ARGS` go with a probe.
         """
         reason = etag_opacity([response])
         etag = parse_etag(response.get("ETag"))
@@ -173,7 +190,7 @@ class Engine:
         if recorded is not None and _consistent(size, parts, recorded):
             return ObjectLayout(size, etag, (recorded,), True, "recorded at upload")
         if self._part_number_supported is not False:
-            part_size = self._probe_part_size(bucket, key, response, parts, nested)
+            part_size = self._probe_part_size(bucket, key, response, parts, nested, args)
             if part_size is not None and _consistent(size, parts, part_size):
                 return ObjectLayout(size, etag, (part_size,), True, "HeadObject PartNumber=1")
         candidates = candidate_part_sizes(size, parts)
@@ -182,11 +199,22 @@ class Engine:
         return ObjectLayout(size, etag, tuple(candidates), False, "candidate part sizes")
 
     def _probe_part_size(
-        self, bucket: str, key: str, response: Mapping[str, Any], parts: int, nested: bool
+        self,
+        bucket: str,
+        key: str,
+        response: Mapping[str, Any],
+        parts: int,
+        nested: bool,
+        args: Mapping[str, Any],
     ) -> int | None:
         # No If-Match here: moto compares it with part 1's own ETag and answers 412. A layout
         # that does not fit the size and part count is discarded by the caller.
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key, "PartNumber": 1}
+        params: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "PartNumber": 1,
+            **repeated_args(args),
+        }
         if response.get("VersionId"):
             params["VersionId"] = response["VersionId"]
         run = self.once if nested else self.call
@@ -208,8 +236,11 @@ class Engine:
         self, bucket: str, key: str, *, nested: bool = False, args: Mapping[str, Any] = {}
     ) -> dict[str, Any]:
         """HeadObject, retried (or a single attempt when ``nested``), with its ETag required.
-        ``args``: the upload's arguments, of which the :data:`REPEATED_ARGS` are sent."""
+        ``args``: the upload's or read's arguments, of which the :data:`REPEATED_ARGS` and a
+        VersionId are sent."""
         repeated = repeated_args(args)
+        if args.get("VersionId"):
+            repeated["VersionId"] = args["VersionId"]
 
         def attempt() -> dict[str, Any]:
             response = dict(self.client.head_object(Bucket=bucket, Key=key, **repeated))
@@ -219,7 +250,12 @@ class Engine:
         return (self.once if nested else self.call)("HeadObject", bucket, key, attempt)
 
     def create_upload(self, bucket: str, key: str, args: Mapping[str, Any]) -> str:
-        """CreateMultipartUpload, retried, without leaving orphans behind.
+        """CreateMultipartUpload, retried, without orphans (see :meth:`create_upload_call`):
+        the new upload's id."""
+        return str(self.create_upload_call(bucket, key, args)["UploadId"])
+
+    def create_upload_call(self, bucket: str, key: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """CreateMultipartUpload, retried, without leaving orphans behind: its response.
 
         If an attempt's answer is lost (reset, timeout, 5xx after the fact), the server may
         have created an upload we never heard of. Those are found afterwards (same key,
@@ -228,7 +264,7 @@ class Engine:
         started = datetime.now(timezone.utc) - _CLOCK_SLACK
         suspect = False
 
-        def attempt() -> str:
+        def attempt() -> dict[str, Any]:
             nonlocal suspect
             try:
                 created = self.once(
@@ -249,17 +285,17 @@ class Engine:
                     bucket=bucket,
                     key=key,
                 )
-            return str(created["UploadId"])
+            return dict(created)
 
         try:
-            upload_id = self.call("CreateMultipartUpload", bucket, key, attempt)
+            created = self.call("CreateMultipartUpload", bucket, key, attempt)
         except ObjectClerkError:
             if suspect:
                 self._abort_strays(bucket, key, started, keep=None)
             raise
         if suspect:
-            self._abort_strays(bucket, key, started, keep=upload_id)
-        return upload_id
+            self._abort_strays(bucket, key, started, keep=str(created["UploadId"]))
+        return created
 
     def _abort_strays(self, bucket: str, key: str, started: datetime, *, keep: str | None) -> None:
         try:
@@ -296,13 +332,21 @@ class Engine:
         expected: str,
         *,
         args: Mapping[str, Any] = {},
+        params: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """CompleteMultipartUpload, retried. An answer lost on the way does not fail it: when
+        """CompleteMultipartUpload, retried. ``params``: the request's arguments as a boto3
+        caller gave them (by default, built from ``parts``). An answer lost on the way does
+        not fail it: when
         a retry finds NoSuchUpload, or every attempt's answer was lost and the upload is gone
         (an AbortMultipartUpload finds NoSuchUpload), a HEAD showing the key with the
         ``expected`` ETag proves an earlier attempt completed it. An ETag alone would not:
         the key may have held the same bytes before."""
         layout: Any = {"Parts": [{"PartNumber": n, "ETag": etag} for n, etag, _ in parts]}
+        request = dict(
+            params
+            if params is not None
+            else {"Bucket": bucket, "Key": key, "UploadId": upload_id, "MultipartUpload": layout}
+        )
         attempts = 0
 
         def landed() -> dict[str, Any] | None:
@@ -320,9 +364,7 @@ class Engine:
                         "CompleteMultipartUpload",
                         bucket,
                         key,
-                        lambda: self.client.complete_multipart_upload(
-                            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=layout
-                        ),
+                        lambda: self.client.complete_multipart_upload(**request),
                     )
                 )
             except ObjectClerkError as exc:
@@ -438,6 +480,33 @@ class Engine:
             )
         except ObjectClerkError as exc:
             logger.error("could not remove corrupted s3://%s/%s: %s", bucket, key, exc)
+
+
+class _Answer(threading.local):
+    """What the last response on this thread was, as a hardened client's ``after-call``
+    handler saw it (:mod:`object_clerk.hardened`)."""
+
+    stubbed = False  # answered by a before-call handler (botocore's Stubber), not a server
+    verdict: Verdict | None = None  # the verdict on a PutObject/UploadPart answer's ETag
+
+
+ANSWER = _Answer()
+
+#: The attribute under which a hardened client's method keeps the method it replaced.
+ORIGINAL = "__object_clerk_original__"
+
+
+class _Unhardened:
+    """A client's view with its hardened methods replaced by the ones they wrap."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: object) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        return getattr(attribute, ORIGINAL, attribute)
 
 
 def _definite_refusal(exc: ObjectClerkError) -> bool:

@@ -29,7 +29,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +45,7 @@ from object_clerk.errors import (
 )
 from object_clerk.etag import PartLayout
 from object_clerk.retry import is_retryable
-from object_clerk.runner import run_parts
+from object_clerk.runner import Progress, run_parts
 from object_clerk.sinks import (
     BytesSink,
     CannotRestart,
@@ -55,7 +55,7 @@ from object_clerk.sinks import (
     Sink,
     StreamSink,
 )
-from object_clerk.verdict import ObjectLayout, ReadVerifier, Verdict
+from object_clerk.verdict import ObjectLayout, ReadVerifier, Verdict, settle_suspect
 
 __all__ = [
     "BytesSink",
@@ -83,9 +83,18 @@ def read(
     *,
     verify: bool,
     operation: str = "get_object",
+    extra: Mapping[str, Any] = {},
+    progress: Progress | None = None,
 ) -> ReadResult:
-    """Read an object into ``sink``, verified; see the module docstring."""
+    """Read an object into ``sink``, verified; see the module docstring.
+
+    ``extra``: GetObject arguments every request repeats (boto3's download ``ExtraArgs``:
+    VersionId, SSE-C key, RequestPayer, ExpectedBucketOwner, ChecksumMode). ``progress``
+    is told the bytes written, and told to rewind when the read starts over.
+    """
     state = _ReadState()
+    state.extra = dict(extra)
+    state.progress = progress or Progress(None)
 
     first_chunk = max(engine.transfer.download_chunksize, 1)
 
@@ -93,7 +102,7 @@ def read(
         """One GET: the first asks for the first chunk only (a small object arrives whole;
         a large one is not streamed to waste), the next ones continue, pinned by If-Match.
         Returns the response and the end of the range asked for (None: open-ended)."""
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, **state.extra}
         end: int | None = None
         if state.etag is None:
             if not state.unranged:
@@ -109,7 +118,7 @@ def read(
             if state.etag is None and exc.status == 416:
                 # S3 answers any Range on an empty object with 416: ask again without one.
                 state.unranged = True
-                unranged = {"Bucket": bucket, "Key": key}
+                unranged = {"Bucket": bucket, "Key": key, **state.extra}
                 return dict(
                     engine.once("GetObject", bucket, key, lambda: client_get(unranged))
                 ), None
@@ -148,18 +157,29 @@ def read(
                     key=key,
                 )
             # The first response carried the range it was asked for: continue after it.
-        verdict = state.verifier.verdict()
+        verdict = settle_suspect(state.verifier.verdict(), state.suspect)
         if not verdict.matched:
             layout = state.verifier.layout
             source = layout.source if isinstance(layout, ObjectLayout) else "?"
             error = verdict.mismatch(
-                f"the bytes read do not match the object's ETag (layout: {source})",
+                f"the bytes read do not match the object's ETag (layout: {source})"
+                if not verdict.suspect
+                else verdict.reason,
                 operation="GetObject",
                 bucket=bucket,
                 key=key,
             )
-            _restart(state, sink, error)
-            raise error
+            state.suspect = verdict.actual if verdict.suspect else None
+            try:
+                _restart(state, sink, error)
+            except CannotRestart:
+                if not verdict.suspect:
+                    raise
+                # Bytes already handed onward (a stream) cannot be read twice: what the
+                # candidates could not prove is reported as unverifiable.
+                verdict = state.verifier_verdict
+            else:
+                raise error
         if not state.reported:
             engine.report(verdict, operation=operation, bucket=bucket, key=key)
         return ReadResult(state.first_response, verdict)
@@ -200,9 +220,11 @@ def _object_changed(
 def _restart(state: _ReadState, sink: Sink, error: BaseException | None) -> None:
     """Forget what was read and reset the sink. A sink that cannot reset raises
     CannotRestart carrying ``error``, the reason the read had to start over."""
+    state.verifier_verdict = state.verifier.verdict()
     state.etag = None
     state.offset = 0
     state.verifier = ReadVerifier(None, verify=False)
+    state.progress.rewind()
     try:
         sink.reset()
     except CannotRestart as exc:
@@ -220,6 +242,7 @@ def _drain(engine: Engine, body: Any, sink: Sink, state: _ReadState) -> None:
         verifier.update(chunk)
         sink.write(chunk)
         state.offset += len(chunk)
+        state.progress.add(len(chunk))
 
 
 class _Stopped(Exception):
@@ -274,6 +297,7 @@ def _read_parts(
                         Key=key,
                         Range=f"bytes={offset + received}-{offset + length - 1}",
                         IfMatch=etag,
+                        **state.extra,
                     )
                     require_etag(response, "GetObject", bucket, key)
                     body = response["Body"]
@@ -293,6 +317,7 @@ def _read_parts(
                             digest.update(chunk)
                         if write_at is not None:
                             write_at(offset + received, chunk)
+                            state.progress.add(len(chunk))
                         else:
                             buffer[received : received + len(chunk)] = chunk
                         received += len(chunk)
@@ -313,6 +338,7 @@ def _read_parts(
         if write_at is None:
             sink.write(view)
             state.offset += len(view)
+            state.progress.add(len(view))
             spare.put(view.obj)  # type: ignore[arg-type]
         view.release()
         digests.append(digest)
@@ -350,6 +376,12 @@ class _ReadState:
         self.parts_exhausted = False
         self.unranged = False
         self.last_error: BaseException | None = None
+        self.extra: dict[str, Any] = {}
+        self.progress = Progress(None)
+        # What a read no candidate layout could prove computed, kept across restarts so the
+        # next read can tell an unknown layout (same bytes) from damage (other bytes).
+        self.suspect: str | None = None
+        self.verifier_verdict = Verdict("skipped")
 
     def start(
         self,
@@ -376,7 +408,7 @@ class _ReadState:
             if big:
                 parallel, part_size = True, max(settings.download_chunksize, 1)
         else:
-            layout = engine.discover_layout(bucket, key, response, nested=True)
+            layout = engine.discover_layout(bucket, key, response, nested=True, args=self.extra)
             verifier = ReadVerifier(layout, verify=True)
             if isinstance(layout, str):
                 # Said before the bytes are read: in strict mode, nothing is read for nothing.
@@ -401,16 +433,20 @@ def download(
     destination: str | os.PathLike[str] | IO[bytes],
     *,
     verify: bool,
+    extra: Mapping[str, Any] = {},
+    progress: Progress | None = None,
+    operation: str = "download_object",
 ) -> TransferResult:
-    """Read an object into a file path (atomically) or a binary file object."""
-    operation = "download_object"
+    """Read an object into a file path (atomically) or a binary file object. ``extra``
+    and ``progress``: as for :func:`read`."""
+    options: dict[str, Any] = {"extra": extra, "progress": progress, "operation": operation}
     if isinstance(destination, (str, os.PathLike)):
-        return _download_to_path(engine, bucket, key, Path(destination), verify=verify)
+        return _download_to_path(engine, bucket, key, Path(destination), verify, options)
     problem = _unwritable(destination)
     if problem is not None:
         raise InvalidRequestError(problem, operation=operation, bucket=bucket, key=key)
     sink = FileSink(destination, IOContext(operation, bucket, key, _name_of(destination)))
-    result = read(engine, bucket, key, sink, verify=verify, operation=operation)
+    result = read(engine, bucket, key, sink, verify=verify, **options)
     return _transfer_result(bucket, key, result)
 
 
@@ -436,12 +472,12 @@ def _name_of(handle: object) -> str | None:
 
 
 def _download_to_path(
-    engine: Engine, bucket: str, key: str, path: Path, *, verify: bool
+    engine: Engine, bucket: str, key: str, path: Path, verify: bool, options: dict[str, Any]
 ) -> TransferResult:
     """Write to a temporary name beside ``path`` and rename only once verified, so a failed
     or damaged download never leaves a file that looks complete. The file is created with
     mode 0666 less the umask, as ``open()`` and the AWS CLI create theirs."""
-    operation = "download_object"
+    operation = str(options["operation"])
     if path.is_dir():
         raise InvalidRequestError(
             f"the destination is a directory: {path}", operation=operation, bucket=bucket, key=key
@@ -460,9 +496,7 @@ def _download_to_path(
         fd = os.open(temporary, flags, 0o666)
     try:
         try:
-            result = read(
-                engine, bucket, key, DiskFileSink(fd, context), verify=verify, operation=operation
-            )
+            result = read(engine, bucket, key, DiskFileSink(fd, context), verify=verify, **options)
             with context.guard():
                 os.fsync(fd)
         finally:

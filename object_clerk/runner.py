@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["run_parts"]
+__all__ = ["Progress", "run_parts"]
 
 R = TypeVar("R")
 
@@ -107,3 +107,30 @@ def _run_inline(
         stop.set()
         raise
     return results
+
+
+class Progress:
+    """Reports the bytes a transfer moved to a boto3-style ``Callback``: each amount as it
+    is done, and the negative of everything reported when the transfer starts over (as
+    s3transfer reports a rewound body). Thread-safe; the callback is never called from two
+    threads at once."""
+
+    def __init__(self, callback: Callable[[int], object] | None) -> None:
+        self._callback = callback
+        self._lock = threading.Lock()
+        self._total = 0
+
+    def add(self, amount: int) -> None:
+        if self._callback is None or not amount:
+            return
+        with self._lock:
+            self._total += amount
+            self._callback(amount)
+
+    def rewind(self) -> None:
+        if self._callback is None:
+            return
+        with self._lock:
+            amount, self._total = self._total, 0
+            if amount:
+                self._callback(-amount)

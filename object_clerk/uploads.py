@@ -26,7 +26,7 @@ from object_clerk.engine import (
 )
 from object_clerk.errors import InvalidRequestError, ObjectSaveException
 from object_clerk.etag import MAX_PARTS, adjust_chunksize, multipart_etag, plan_parts
-from object_clerk.runner import run_parts
+from object_clerk.runner import Progress, run_parts
 from object_clerk.sources import Source, open_source
 from object_clerk.verdict import Verdict, judge
 
@@ -42,10 +42,13 @@ def upload(
     extra_args: dict[str, Any],
     verify: bool,
     allow_empty: bool = True,
+    progress: Progress | None = None,
 ) -> TransferResult:
     """Upload ``data``, verified. ``allow_empty=False`` refuses empty data before any
     request (object-clerk 1.x's rule, kept by ``upload_object``). One retry budget covers
-    the whole upload: create, parts and complete."""
+    the whole upload: create, parts and complete. ``progress`` is told each part's size
+    once the store accepted it."""
+    progress = progress or Progress(None)
     with engine.retrier.scope(), ExitStack() as stack:
         source = open_source(data, stack, bucket=bucket, key=key)
         threshold = engine.transfer.multipart_threshold
@@ -56,19 +59,21 @@ def upload(
             if not layout.multipart:
                 body = source.read_exactly(source.size)
                 source.check_unchanged()  # before anything under the key is replaced
-                return _put(engine, body, bucket, key, extra_args, verify)
+                return _put(engine, body, bucket, key, extra_args, verify, progress)
             return _multipart_upload(
-                engine, source, layout.part_size, bucket, key, extra_args, verify
+                engine, source, layout.part_size, bucket, key, extra_args, verify, progress
             )
         # A stream of unknown size: read up to the threshold to decide.
         head = source.read_exactly(threshold)
         if not allow_empty and not head:
             raise _empty(bucket, key)
         if len(head) < threshold:
-            return _put(engine, head, bucket, key, extra_args, verify)
+            return _put(engine, head, bucket, key, extra_args, verify, progress)
         source.unread(head)
         part_size = adjust_chunksize(engine.transfer.upload_chunksize)
-        return _multipart_upload(engine, source, part_size, bucket, key, extra_args, verify)
+        return _multipart_upload(
+            engine, source, part_size, bucket, key, extra_args, verify, progress
+        )
 
 
 def _empty(bucket: str, key: str) -> ObjectSaveException:
@@ -81,7 +86,13 @@ def _empty(bucket: str, key: str) -> ObjectSaveException:
 
 
 def _put(
-    engine: Engine, body: bytes, bucket: str, key: str, extra_args: dict[str, Any], verify: bool
+    engine: Engine,
+    body: bytes,
+    bucket: str,
+    key: str,
+    extra_args: dict[str, Any],
+    verify: bool,
+    progress: Progress,
 ) -> TransferResult:
     params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body, **extra_args}
     computed: list[str] = []
@@ -119,6 +130,7 @@ def _put(
             engine.remove_corrupted(bucket, key)
         raise
     engine.report(verdict, operation="upload_object", bucket=bucket, key=key)
+    progress.add(len(body))
     etag = str(response.get("ETag", ""))
     return result_of(bucket, key, etag, len(body), response.get("VersionId"), verdict)
 
@@ -131,6 +143,7 @@ def _multipart_upload(
     key: str,
     extra_args: dict[str, Any],
     verify: bool,
+    progress: Progress,
 ) -> TransferResult:
     create_args = dict(extra_args)
     create_args["Metadata"] = {
@@ -140,7 +153,9 @@ def _multipart_upload(
     upload_id = engine.create_upload(bucket, key, create_args)
     try:
         parts = run_parts(
-            _part_jobs(engine, source, part_size, bucket, key, upload_id, extra_args, verify),
+            _part_jobs(
+                engine, source, part_size, bucket, key, upload_id, extra_args, verify, progress
+            ),
             concurrency=max(1, engine.transfer.upload_concurrency),
             name="object-clerk-upload",
         )
@@ -175,6 +190,7 @@ def _part_jobs(
     upload_id: str,
     extra_args: dict[str, Any],
     verify: bool,
+    progress: Progress,
 ) -> Iterator[Callable[[], tuple[int, str, bytes, int]]]:
     """One job per part, each reading its part from ``source`` only when the runner has a
     slot for it: at most ``max_concurrency`` parts exist at once, read or in flight."""
@@ -206,6 +222,7 @@ def _part_jobs(
             part_args,
             extra_args,
             verify,
+            progress,
         )
         del body  # the job holds the part now; the next one is read when it has a slot
 
@@ -220,6 +237,7 @@ def _upload_part(
     part_args: dict[str, Any],
     extra_args: dict[str, Any],
     verify: bool,
+    progress: Progress,
 ) -> tuple[int, str, bytes, int]:
     """UploadPart, retried, verified: returns (number, ETag, MD5 digest, size)."""
     digest = hashlib.md5(body, usedforsecurity=False).digest()
@@ -253,4 +271,6 @@ def _upload_part(
             )
         return etag
 
-    return number, engine.call("UploadPart", bucket, key, attempt), digest, len(body)
+    etag = engine.call("UploadPart", bucket, key, attempt)
+    progress.add(len(body))
+    return number, etag, digest, len(body)

@@ -37,6 +37,7 @@ __all__ = [
     "Verification",
     "etag_opacity",
     "judge",
+    "settle_suspect",
 ]
 
 Verification = Literal["md5", "multipart-md5", "content-md5", "unverifiable", "skipped"]
@@ -53,7 +54,10 @@ class Verdict:
     """What proves (or failed to prove) a transfer's bytes.
 
     ``expected`` is the server's ETag (without quotes) and ``actual`` what the clerk computed;
-    ``matched`` is False only when an MD5 comparison was made and failed.
+    ``matched`` is False only when an MD5 comparison was made and failed. ``suspect``: no
+    guessed part layout reproduces the ETag, so either the object's layout is none of the
+    candidates or the bytes are damaged. Reading again tells which: the same bytes again
+    mean an unknown layout, other bytes mean damage (see :func:`settle_suspect`).
     """
 
     kind: Verification
@@ -61,6 +65,7 @@ class Verdict:
     expected: str | None = None
     actual: str | None = None
     matched: bool = True
+    suspect: bool = False
 
     @property
     def verified(self) -> bool:
@@ -143,8 +148,28 @@ def judge(
             f"the part layout is unknown and no candidate reproduces ETag {expected}",
             expected=expected,
             actual=computed[0],
+            suspect=True,
         )
     return Verdict(kind, expected=expected, actual=computed[0], matched=False)
+
+
+def settle_suspect(verdict: Verdict, earlier: str | None) -> Verdict:
+    """The verdict on a suspect read (see :attr:`Verdict.suspect`), given what an earlier
+    read of the same version computed (None: this is the first read). A first suspect read
+    comes back as a mismatch, to be read again; one that computed what the earlier one did
+    read the same bytes twice, so its layout is unknown, not its bytes damaged: unverifiable.
+    """
+    if not verdict.suspect or verdict.actual == earlier:
+        return verdict
+    return Verdict(
+        "multipart-md5",
+        "no candidate part layout reproduces the ETag: reading again, to tell damaged bytes"
+        " from an unknown layout",
+        expected=verdict.expected,
+        actual=verdict.actual,
+        matched=False,
+        suspect=True,
+    )
 
 
 @dataclass(frozen=True)
