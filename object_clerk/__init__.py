@@ -41,6 +41,7 @@ from object_clerk.etag import (
     parse_etag,
     plan_parts,
 )
+from object_clerk.hardened import CallVerification, VerifiedBody, client, harden, verification_of
 from object_clerk.retry import Retrier, RetryEvent, RetryPolicy, is_retryable, retry_transient
 from object_clerk.settings import ClerkSettings, load_settings
 from object_clerk.verdict import Verification
@@ -55,6 +56,7 @@ __all__ = [
     "UPLOAD_EXTRA_ARGS",
     "AccessDeniedError",
     "BucketNotFoundError",
+    "CallVerification",
     "ChecksumMismatchError",
     "ClerkSettings",
     "ConfigurationError",
@@ -88,13 +90,17 @@ __all__ = [
     "UnverifiableObjectError",
     "UnverifiableObjectWarning",
     "Verification",
+    "VerifiedBody",
     "__version__",
     "candidate_part_sizes",
+    "client",
     "compute_etag",
+    "harden",
     "is_retryable",
     "load_settings",
     "multipart_etag",
     "parse_etag",
     "plan_parts",
     "retry_transient",
+    "verification_of",
 ]

@@ -211,6 +211,17 @@ class ObjectClerk:
         return self._client
 
     @property
+    def s3(self) -> S3Client:
+        """This clerk's boto3 client, hardened (see :func:`object_clerk.harden`): boto3's
+        own methods, retried and verified under this clerk's settings and retry policy. It
+        is :attr:`client` itself, hardened in place on first use."""
+        if getattr(self._client, "__object_clerk__", None) is not self._engine:
+            from object_clerk.hardened import install
+
+            install(self._client, self._engine)
+        return self._client
+
+    @property
     def retrier(self) -> Retrier:
         return self._engine.retrier
 

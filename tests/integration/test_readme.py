@@ -106,6 +106,10 @@ def test_every_block_runs_as_written(ceph: Backend, readme_world: dict[str, Any]
     assert namespace["events"] == [b'{"n": 1}\n', b'{"n": 2}\n']
     assert namespace["total"] == 20 * MiB
     assert namespace["keys"] == ["2026/a.csv", "2026/b.csv"]
+    # The boto3 drop-in block: a hardened client's writes landed, verified.
+    assert raw.get_object(Bucket="quick-start", Key="boto3.txt")["Body"].read() == b"hello"
+    assert raw.head_object(Bucket="quick-start", Key="big.bin")["ContentLength"] == MiB
+    assert namespace["existing"] is namespace["s3"]
     assert re.fullmatch(r"[0-9a-f]{32}-3", namespace["etag"])
     assert Path("big.parquet").stat().st_size == 20 * MiB
     remaining = {o["Key"] for o in raw.list_objects_v2(Bucket="bucket").get("Contents", [])}

@@ -1,0 +1,215 @@
+"""A hardened client stays a real boto3 client: its class, botocore's Stubber, moto's
+mock_aws, paginators, waiters, presigned URLs and boto3's exceptions keep working."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import botocore.client
+import pytest
+from botocore.exceptions import ClientError, FlexibleChecksumError
+from botocore.response import StreamingBody
+from botocore.stub import ANY, StubAssertionError, Stubber
+from moto import mock_aws
+
+import object_clerk
+from object_clerk import ChecksumMismatchError, ObjectClerk, VerifiedBody, verification_of
+
+
+@pytest.fixture
+def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith(("OBJECT_CLERK_", "S3_", "MULTIPART_THRESHOLD")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def mocked(fake_credentials: None) -> Iterator[Any]:
+    with mock_aws():
+        s3 = object_clerk.client("s3", region_name="us-east-1", retry_delay=0, retry_jitter=0)
+        s3.create_bucket(Bucket="bucket")
+        yield s3
+
+
+def test_it_is_the_class_boto3_builds(fake_credentials: None) -> None:
+    raw = boto3.client("s3")
+    hardened = object_clerk.harden(raw)
+    assert hardened is raw
+    assert isinstance(hardened, botocore.client.BaseClient)
+    assert type(hardened).__name__ == "S3"
+    assert type(object_clerk.client("s3")).__name__ == "S3"
+    assert hardened.get_object.__name__ == "get_object"  # boto3's names and docs
+
+
+def test_only_s3_clients_are_hardened(fake_credentials: None) -> None:
+    with pytest.raises(object_clerk.InvalidRequestError, match="S3 clients only"):
+        object_clerk.client("sqs")
+    with pytest.raises(object_clerk.InvalidRequestError, match="boto3 S3 client"):
+        object_clerk.harden(boto3.client("sqs"))  # type: ignore[arg-type]
+    with pytest.raises(object_clerk.ConfigurationError, match="retry_tires"):
+        object_clerk.harden(boto3.client("s3"), retry_tires=3)
+
+
+def test_api_methods_take_keywords_only_as_boto3(fake_credentials: None) -> None:
+    s3 = object_clerk.client("s3")
+    with pytest.raises(TypeError, match="only accepts keyword arguments"):
+        s3.head_object("bucket", "key")
+
+
+def test_stubber_answers_pass_through_unverified_and_are_never_retried(
+    fake_credentials: None,
+) -> None:
+    s3 = object_clerk.client("s3", retry_tries=5)
+    body = StreamingBody(io.BytesIO(b"stubbed"), 7)
+    with Stubber(s3) as stub:
+        # expected_params without ContentMD5: the clerk adds it after Stubber's check.
+        stub.add_response(
+            "put_object", {"ETag": '"not-an-md5"'}, {"Bucket": "b", "Key": "k", "Body": b"hi"}
+        )
+        stub.add_response("get_object", {"Body": body, "ETag": '"x"', "ContentLength": 7})
+        stub.add_client_error("head_object", "InternalError", http_status_code=500)
+        stub.add_response("copy_object", {"CopyObjectResult": {"ETag": '"x"'}})
+        stub.add_response("list_objects_v2", {"KeyCount": 0, "IsTruncated": False})
+
+        assert s3.put_object(Bucket="b", Key="k", Body=b"hi") == {"ETag": '"not-an-md5"'}
+        got = s3.get_object(Bucket="b", Key="k")
+        assert got["Body"] is body and got["Body"].read() == b"stubbed"
+        with pytest.raises(ClientError) as raised:
+            s3.head_object(Bucket="b", Key="k")  # a 500: retried against a server, not here
+        assert raised.value.response["Error"]["Code"] == "InternalError"
+        copied = s3.copy_object(Bucket="b", Key="k2", CopySource={"Bucket": "b", "Key": "k"})
+        assert copied["CopyObjectResult"]["ETag"] == '"x"'
+        pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket="b"))
+        assert len(pages) == 1
+        stub.assert_no_pending_responses()
+
+
+def test_stubber_still_checks_the_callers_parameters(fake_credentials: None) -> None:
+    s3 = object_clerk.client("s3")
+    with Stubber(s3) as stub:
+        stub.add_response("put_object", {"ETag": '"x"'}, {"Bucket": "b", "Key": "k", "Body": ANY})
+        s3.put_object(Bucket="b", Key="k", Body=io.BytesIO(b"data"))
+        stub.add_response("delete_object", {}, {"Bucket": "b", "Key": "expected"})
+        with pytest.raises(StubAssertionError, match="expected"):
+            s3.delete_object(Bucket="b", Key="other")
+
+
+def test_moto_mock_aws_works_and_verifies(mocked: Any) -> None:
+    s3 = mocked
+    answer = s3.put_object(Bucket="bucket", Key="k", Body=b"hello")
+    assert verification_of(answer) == "md5"
+    got = s3.get_object(Bucket="bucket", Key="k")
+    assert isinstance(got["Body"], VerifiedBody) and isinstance(got["Body"], StreamingBody)
+    assert verification_of(got) == "pending"
+    assert got["Body"].read() == b"hello"
+    assert verification_of(got) == "md5" and got["Body"].verification == "md5"
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket="bucket", Key="missing")
+    with pytest.raises(ClientError) as raised:
+        s3.head_object(Bucket="bucket", Key="missing")
+    assert raised.value.response["Error"]["Code"] == "404"
+
+
+def test_paginators_waiters_and_presigned_urls_work(mocked: Any) -> None:
+    s3 = mocked
+    for n in range(5):
+        s3.put_object(Bucket="bucket", Key=f"p/{n}", Body=b"x")
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket="bucket", Prefix="p/", PaginationConfig={"PageSize": 2}
+    )
+    assert [len(page["Contents"]) for page in pages] == [2, 2, 1]
+    s3.get_waiter("object_exists").wait(Bucket="bucket", Key="p/0")
+    s3.delete_object(Bucket="bucket", Key="p/0")
+    s3.get_waiter("object_not_exists").wait(Bucket="bucket", Key="p/0")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "bucket", "Key": "p/1"})
+    assert "X-Amz-Signature" in url or "Signature=" in url
+
+
+def test_a_partial_read_of_bad_bytes_raises_at_the_end(mocked: Any) -> None:
+    s3 = mocked
+    s3.put_object(Bucket="bucket", Key="k", Body=b"a" * 5000)
+    got = s3.get_object(Bucket="bucket", Key="k")
+    got["ETag"] = '"' + "0" * 32 + '"'  # what the body must match, as if the server said so
+    body = StreamingBody(io.BytesIO(b"a" * 5000), 5000)
+    params = {"Bucket": "bucket", "Key": "k"}
+    got["Body"] = VerifiedBody(s3.__object_clerk__, params, {**got, "Body": body})
+    chunks = got["Body"].iter_chunks(1024)
+    assert len(next(chunks)) == 1024  # bytes are handed over as they arrive
+    with pytest.raises(ChecksumMismatchError) as raised:
+        list(chunks)
+    assert isinstance(raised.value, FlexibleChecksumError)  # what boto3 users catch
+
+
+def test_checksum_errors_are_botocores_too_and_pickle() -> None:
+    error = ChecksumMismatchError("bad", expected="a", actual="b", algorithm="md5")
+    assert isinstance(error, FlexibleChecksumError)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is ChecksumMismatchError and copy.expected == "a" and str(copy) == str(error)
+
+
+def test_a_range_read_is_unverifiable_and_says_so_without_a_warning(mocked: Any) -> None:
+    s3 = mocked
+    s3.put_object(Bucket="bucket", Key="k", Body=b"0123456789")
+    got = s3.get_object(Bucket="bucket", Key="k", Range="bytes=2-5")
+    assert got["Body"].read() == b"2345"
+    record = got["ResponseMetadata"]["ObjectClerk"]
+    assert record["Verification"] == "unverifiable" and "range" in record["Reason"]
+
+
+def test_put_object_sends_the_md5_of_the_bytes_from_the_bodys_start(mocked: Any) -> None:
+    s3 = mocked
+    body = io.BytesIO(b"HEADER--payload")
+    body.seek(8)
+    answer = s3.put_object(Bucket="bucket", Key="k", Body=body)
+    assert verification_of(answer) == "md5"
+    assert s3.get_object(Bucket="bucket", Key="k")["Body"].read() == b"payload"
+
+
+def test_transfer_methods_keep_boto3s_signatures(mocked: Any, tmp_path: Any) -> None:
+    s3 = mocked
+    source = tmp_path / "in.bin"
+    source.write_bytes(b"z" * (6 * 1024 * 1024))
+    seen: list[int] = []
+    config = boto3.s3.transfer.TransferConfig(
+        multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024
+    )
+    s3.upload_file(
+        str(source), "bucket", "up", ExtraArgs={"Metadata": {"a": "b"}}, Callback=seen.append,
+        Config=config,
+    )  # fmt: skip
+    assert sum(seen) == 6 * 1024 * 1024
+    head = s3.head_object(Bucket="bucket", Key="up")
+    assert head["Metadata"]["a"] == "b" and head["ETag"].endswith('-2"')
+    out = tmp_path / "out.bin"
+    s3.download_file("bucket", "up", str(out))
+    assert out.read_bytes() == source.read_bytes()
+    buffer = io.BytesIO()
+    s3.download_fileobj("bucket", "up", buffer)
+    assert buffer.getvalue() == source.read_bytes()
+    s3.upload_fileobj(io.BytesIO(b"small"), "bucket", "small")
+    s3.copy({"Bucket": "bucket", "Key": "up"}, "bucket", "copied")
+    assert s3.get_object(Bucket="bucket", Key="copied")["Body"].read() == source.read_bytes()
+    with pytest.raises(FileNotFoundError):
+        s3.upload_file(str(tmp_path / "missing"), "bucket", "k")
+    with pytest.raises(boto3.exceptions.S3UploadFailedError, match="NoSuchBucket"):
+        s3.upload_file(str(source), "no-such-bucket", "k")
+    with pytest.raises(ValueError, match="ExtraArgs"):
+        s3.upload_file(str(source), "bucket", "k", ExtraArgs={"Bogus": 1})
+
+
+def test_an_objectclerk_hands_out_its_hardened_client(fake_credentials: None) -> None:
+    events: list[object] = []
+    with mock_aws():
+        clerk = ObjectClerk(region="us-east-1", on_retry=events.append)
+        s3 = clerk.s3
+        assert s3 is clerk.client and clerk.s3 is s3
+        s3.create_bucket(Bucket="bucket")
+        clerk.upload_object(b"data", "bucket", "k")
+        assert s3.get_object(Bucket="bucket", Key="k")["Body"].read() == b"data"
