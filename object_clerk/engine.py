@@ -176,7 +176,8 @@ class Engine:
         ``nested``: called inside a retried unit, so a probe request is not retried itself.
         ``args``: the read's arguments, of which the :data:`REPEATED_ARGS` go with a probe.
         """
-        reason = etag_opacity([response])
+        # The request's arguments count too: a store need not echo the SSE-C it applied.
+        reason = etag_opacity([response, args])
         etag = parse_etag(response.get("ETag"))
         if reason is not None or etag is None:
             return reason or f"the ETag {response.get('ETag')!r} is not an MD5"

@@ -18,6 +18,7 @@ from moto import mock_aws
 
 import object_clerk
 from object_clerk import ChecksumMismatchError, ObjectClerk, VerifiedBody, verification_of
+from object_clerk.retry import botocore_attempts
 
 
 @pytest.fixture
@@ -213,3 +214,33 @@ def test_an_objectclerk_hands_out_its_hardened_client(fake_credentials: None) ->
         s3.create_bucket(Bucket="bucket")
         clerk.upload_object(b"data", "bucket", "k")
         assert s3.get_object(Bucket="bucket", Key="k")["Body"].read() == b"data"
+
+
+def test_harden_options_default_to_the_environment(
+    fake_credentials: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OBJECT_CLERK_RETRY_TRIES", "2")
+    monkeypatch.setenv("OBJECT_CLERK_STRICT_VERIFICATION", "true")
+    s3 = object_clerk.client("s3")
+    engine = s3.__object_clerk__
+    assert engine.retrier.policy.tries == 2 and engine.strict
+    assert object_clerk.harden(s3, retry_tries=4).__object_clerk__.retrier.policy.tries == 4
+    assert botocore_attempts(s3.meta.config) == 1  # botocore's own retries are off
+
+
+def test_an_objectclerks_client_shares_its_engine(fake_credentials: None) -> None:
+    clerk = ObjectClerk(region="us-east-1", retry_tries=2)
+    assert clerk.s3.__object_clerk__ is clerk._engine  # one retry policy, one budget rule
+
+
+def test_encrypted_objects_are_never_false_alarms(mocked: Any) -> None:
+    s3 = mocked
+    key = b"k" * 32
+    ssec = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key.decode()}
+    s3.put_object(Bucket="bucket", Key="c", Body=b"secret", **ssec)
+    got = s3.get_object(Bucket="bucket", Key="c", **ssec)
+    with pytest.warns(object_clerk.UnverifiableObjectWarning, match="customer key"):
+        assert got["Body"].read() == b"secret"
+    assert verification_of(got) == "unverifiable"
+    answer = s3.put_object(Bucket="bucket", Key="kms", Body=b"data", ServerSideEncryption="aws:kms")
+    assert verification_of(answer) == "content-md5"  # the server checked the Content-MD5
