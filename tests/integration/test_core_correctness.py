@@ -243,7 +243,7 @@ def test_failed_part_stops_a_multipart_copy(ceph: Backend, monkeypatch: pytest.M
 
     No timing is assumed: every part copy after the refused one waits (bounded) until the
     runner has seen the refusal and set its stop event, so none can finish first and make
-    room for another. With 2 at a time, exactly the refused part and one other are sent."""
+    room for another. With 2 at a time, at most the refused part and one other are sent."""
     bucket = ceph.new_bucket()
     clerk = small_clerk(ceph, upload_config={"max_concurrency": 2})
     clerk.upload_object(payload(5 * MiB * 12), bucket, "src")
@@ -275,7 +275,9 @@ def test_failed_part_stops_a_multipart_copy(ceph: Backend, monkeypatch: pytest.M
     with pytest.raises((AccessDeniedError, RequestRejectedError)):
         clerk.copy_object(bucket, "src", bucket, "dst")
     assert stops[-1].is_set()
-    assert log.counts["UploadPartCopy"] == 2  # the refused one and the one already running
+    # The refused one, and the other if it had started (a drawn part not yet started is
+    # cancelled); never a third.
+    assert 1 <= log.counts["UploadPartCopy"] <= 2
     assert log.counts["AbortMultipartUpload"] == 1
     assert _uploads_left(ceph, bucket) == []
 

@@ -33,9 +33,12 @@ from object_clerk import (
     ObjectClerk,
     ObjectClerkError,
     UnverifiableObjectWarning,
+    copying,
+    reads,
+    uploads,
 )
 from tests.integration.faults import pipe_of
-from tests.unit.fake_s3 import BUCKET, FakeS3, GiB, Lazy, MiB, make_clerk
+from tests.unit.fake_s3 import BUCKET, FakeS3, GiB, Lazy, MiB, client_error, make_clerk
 
 B = BUCKET
 pytestmark = pytest.mark.usefixtures("no_environment")
@@ -525,24 +528,58 @@ def test_defect7f_source_read_error_is_local_and_aborts(fake, clerk, good):
 # ------------------------------------------------------------------------ defect 8 ---
 
 
-def test_defect8_failed_part_stops_multipart_copy(fake):
+@contextmanager
+def refuse_first_hold_the_rest(
+    fake: FakeS3, op: str, module: object, monkeypatch: pytest.MonkeyPatch, when=None
+) -> Iterator[list[int]]:
+    """The first ``op`` call is refused (403); every later one waits (bounded) until the
+    parts runner of ``module`` has seen the refusal and set its stop event. So no part
+    can finish first and make room for another, whatever the scheduling: the count of
+    calls sent is exact. Yields the count."""
+    stops: list[threading.Event] = []
+    real_run_parts = module.run_parts  # type: ignore[attr-defined]
+
+    def run_parts_seen(jobs, **kwargs):
+        stops.append(kwargs.pop("stop", None) or threading.Event())
+        return real_run_parts(jobs, **kwargs, stop=stops[-1])
+
+    monkeypatch.setattr(module, "run_parts", run_parts_seen)
+    sent = [0]
+    lock = threading.Lock()
+
+    def refuse_or_hold(params) -> None:
+        with lock:
+            sent[0] += 1
+            first = sent[0] == 1
+        if first:
+            raise client_error(op, "AccessDenied", 403)
+        assert stops[-1].wait(60), "the runner never saw the refused part"
+
+    fake.on_call(op, refuse_or_hold, when=when)
+    yield sent
+
+
+def test_defect8_failed_part_stops_multipart_copy(fake, monkeypatch):
     """Defect 8: the first UploadPartCopy of a 200-part copy answering 403 raises
-    AccessDeniedError after at most max_concurrency + 1 part copies; the upload is aborted."""
+    AccessDeniedError once the part copies in flight end: no more than max_concurrency
+    sent (fewer when a drawn part is cancelled before it starts); the upload is aborted."""
     concurrency = 2
     clerk = make_clerk(fake, upload_concurrency=concurrency)
     fake.put_raw(B, "src", Lazy(200 * 5 * MiB), part_size=5 * MiB,
                  metadata={PART_SIZE_METADATA: str(5 * MiB)})  # fmt: skip
-    fake.fail_next("UploadPartCopy", "AccessDenied", 403)
-    with pytest.raises(AccessDeniedError):
+    with (
+        refuse_first_hold_the_rest(fake, "UploadPartCopy", copying, monkeypatch) as sent,
+        pytest.raises(AccessDeniedError),
+    ):
         clerk.copy_object(B, "src", B, "dst")
-    assert fake.count("UploadPartCopy") <= concurrency + 1
+    assert 1 <= sent[0] <= concurrency
     assert fake.open_uploads() == []
     assert fake.obj(B, "dst") is None
 
 
-def test_defect8_failed_part_stops_multipart_upload(fake, clerk):
-    """Defect 8: UploadPart 403 on the first part stops the upload: a bounded number of
-    parts sent, the source not read to the end, the upload aborted."""
+def test_defect8_failed_part_stops_multipart_upload(fake, clerk, monkeypatch):
+    """Defect 8: UploadPart 403 on the first part stops the upload: max_concurrency parts
+    read, no more sent, the source not read to the end, the upload aborted."""
     concurrency = 4
     produced = []
 
@@ -551,25 +588,32 @@ def test_defect8_failed_part_stops_multipart_upload(fake, clerk):
             produced.append(number)
             yield bytes([number]) * (5 * MiB)
 
-    fake.fail_next("UploadPart", "AccessDenied", 403)
-    with pytest.raises(AccessDeniedError):
+    with (
+        refuse_first_hold_the_rest(fake, "UploadPart", uploads, monkeypatch) as sent,
+        pytest.raises(AccessDeniedError),
+    ):
         clerk.upload_object(parts(), B, "k")
-    assert fake.count("UploadPart") <= 2 * concurrency
-    assert len(produced) < 20
+    assert 1 <= sent[0] <= concurrency
+    assert len(produced) == concurrency
     assert fake.open_uploads() == []
     assert fake.count("CompleteMultipartUpload") == 0
 
 
-def test_defect8_failed_ranged_get_stops_parallel_read(fake, clerk):
+def test_defect8_failed_ranged_get_stops_parallel_read(fake, clerk, monkeypatch):
     """Defect 8: a 403 on one ranged GET of a parallel read raises AccessDeniedError and
-    stops the other parts: a bounded number of GETs."""
+    stops the other parts. Part 1 flows on the first response, so it may finish and make
+    room for one more part: at most max_concurrency ranged GETs."""
     concurrency = 4
     fake.put_raw(B, "big", os.urandom(12 * 5 * MiB), part_size=5 * MiB,
                  metadata={PART_SIZE_METADATA: str(5 * MiB)})  # fmt: skip
-    fake.fail_next("GetObject", "AccessDenied", 403, when=lambda p: "IfMatch" in p)
-    with pytest.raises(AccessDeniedError):
+    pinned = lambda params: "IfMatch" in params  # noqa: E731
+    with (
+        refuse_first_hold_the_rest(fake, "GetObject", reads, monkeypatch, when=pinned) as sent,
+        pytest.raises(AccessDeniedError),
+    ):
         clerk.get_object(B, "big")
-    assert fake.count("GetObject") <= 1 + 2 * concurrency
+    assert 1 <= sent[0] <= concurrency
+    assert fake.count("GetObject") == 1 + sent[0]
 
 
 def test_defect8_copy_over_5_gib_with_sse_kms_unverified(fake, clerk):
