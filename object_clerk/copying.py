@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from object_clerk.engine import (
+    ANSWER,
     PART_SIZE_METADATA,
     Engine,
     TransferResult,
@@ -153,9 +154,10 @@ class _Source:
 
 
 def copy_object_call(engine: Engine, params: Mapping[str, Any]) -> tuple[dict[str, Any], Verdict]:
-    """A boto3 ``copy_object`` call, verified: the source's ETag is read (unless the
-    caller pinned it with CopySourceIfMatch), the copy pinned to it, and the destination's
-    ETag compared with it. Returns CopyObject's response and the verdict."""
+    """A boto3 ``copy_object`` call, verified: the source is read (HeadObject: its ETag
+    and encryption), the copy pinned to that ETag unless the caller set conditions of
+    their own, and the destination's ETag compared with it. Returns CopyObject's response
+    and the verdict. A 412 is retried only when it answers the clerk's own pin."""
     bucket, key = str(params["Bucket"]), str(params["Key"])
     source_bucket, source_key, version = parse_copy_source(params["CopySource"])
     args = {name: value for name, value in params.items() if name.startswith("CopySourceSSE")}
@@ -163,19 +165,38 @@ def copy_object_call(engine: Engine, params: Mapping[str, Any]) -> tuple[dict[st
         if name in params:
             args[name] = params[name]
     source = _Source(source_bucket, source_key, version, args)
-    given = params.get("CopySourceIfMatch")
+    conditional = bool(_CALLER_CONDITIONS & set(params))
+
+    def build(head: dict[str, Any]) -> dict[str, Any]:
+        if conditional:
+            return dict(params)  # the caller's conditions govern the copy
+        return {**params, "CopySourceIfMatch": quoted(_etag_of(head))}
+
     with engine.retrier.scope():
         return _copy_retried(
             engine,
             source,
             bucket,
             key,
-            lambda: {"ETag": given} if given else source.head(engine, nested=True),
-            lambda head: {**params, "CopySourceIfMatch": given or quoted(_etag_of(head))},
+            lambda: source.head(engine, nested=True),
+            build,
             verify=True,
             operation="CopyObject",
-            pinned_by_us=not given,
+            pinned_by_us=not conditional,
         )
+
+
+# Conditions a copy_object caller may set: with any of them, the clerk adds no pin.
+_CALLER_CONDITIONS = frozenset(
+    {
+        "CopySourceIfMatch",
+        "CopySourceIfNoneMatch",
+        "CopySourceIfModifiedSince",
+        "CopySourceIfUnmodifiedSince",
+        "IfMatch",
+        "IfNoneMatch",
+    }
+)
 
 
 def parse_copy_source(spec: object) -> tuple[str, str, str | None]:
@@ -183,8 +204,8 @@ def parse_copy_source(spec: object) -> tuple[str, str, str | None]:
     optional ``?versionId=``."""
     if isinstance(spec, Mapping):
         return str(spec["Bucket"]), str(spec["Key"]), spec.get("VersionId")
-    if isinstance(spec, str) and "/" in spec:
-        bucket, _, rest = spec.partition("/")
+    if isinstance(spec, str) and "/" in spec.lstrip("/"):
+        bucket, _, rest = spec.lstrip("/").partition("/")
         key, marker, version = rest.partition("?versionId=")
         return bucket, key, version if marker else None
     raise InvalidRequestError(
@@ -303,7 +324,7 @@ def _copy_retried(
         return engine.call("CopyObject", bucket, key, attempt, retryable=retryable)
     except ChecksumMismatchError:
         if stored_mismatch:
-            engine.remove_corrupted(bucket, key)
+            engine.remove_corrupted(bucket, key, args=source.args)
         raise
 
 
@@ -321,6 +342,8 @@ def _copy_whole(
         response: dict[str, Any] = dict(
             engine.once("CopyObject", bucket, key, lambda: engine.client.copy_object(**params))
         )
+    if ANSWER.stubbed:  # a stub's answer (botocore's Stubber) is the test's, not a copy
+        return response, Verdict("skipped", "a stub answered, not a server")
     dest_text = require_etag(response.get("CopyObjectResult", {}), "CopyObject", bucket, key)
     verdict = judge(
         verify=verify,
@@ -464,13 +487,13 @@ def _copy_in_layout(
                     key=key,
                 )
             if candidate.kind == "unverifiable":  # a guessed layout that is not the one
-                engine.abort(bucket, key, upload_id)
+                engine.abort(bucket, key, upload_id, args=create_args)
                 return None
         response = engine.complete_upload(
             bucket, key, upload_id, parts, combined or "", args=create_args
         )
     except BaseException:
-        engine.abort(bucket, key, upload_id)
+        engine.abort(bucket, key, upload_id, args=create_args)
         raise
     return engine.check_completed(
         bucket,

@@ -373,8 +373,7 @@ def _classify(
         )
     if isinstance(exc, bce.ParamValidationError):
         # botocore quotes the offending values, which may be secrets (SSECustomerKey): drop them.
-        text = re.sub(r"value: .*?, type:", "type:", str(exc))
-        return InvalidRequestError(f"invalid request parameters: {text}", **context)
+        return InvalidRequestError(f"invalid request parameters: {_redacted(str(exc))}", **context)
     if isinstance(exc, bce.FlexibleChecksumError):
         # botocore's own response checksum (a CRC the store sent) failed at the body's end.
         return ChecksumMismatchError(
@@ -483,6 +482,11 @@ def _from_client_error(exc: bce.ClientError, context: dict[str, Any]) -> ObjectC
     return RequestRejectedError(f"request rejected: {text}", **context)
 
 
+def _redacted(text: str) -> str:
+    """botocore's validation report without the values it quotes."""
+    return re.sub(r"value: .*?, type:", "type:", text)
+
+
 def _is_certificate_failure(exc: BaseException) -> bool:
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]
@@ -517,6 +521,9 @@ def native(exc: ObjectClerkError) -> BaseException:
         cause = cause.__cause__
     if cause is None or isinstance(cause, ObjectClerkError):
         return exc
+    if isinstance(cause, bce.ParamValidationError):
+        # botocore quotes the offending values, which may be secrets (SSECustomerKey).
+        return bce.ParamValidationError(report=_redacted(str(cause.kwargs.get("report", ""))))
     return cause
 
 

@@ -55,7 +55,9 @@ from object_clerk.errors import (
     ConnectionFault,
     InvalidRequestError,
     ObjectClerkError,
+    TransientError,
     native,
+    translated,
 )
 from object_clerk.etag import multipart_etag, parse_etag
 from object_clerk.retry import Retrier, RetryEvent, is_retryable
@@ -290,23 +292,36 @@ def _annotate(response: dict[str, Any], kind: CallVerification, reason: str = ""
 
 def _send_content_md5(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     """``before-call.s3.PutObject`` / ``UploadPart``: put the body's Content-MD5 on the
-    request (the caller's own, if given) and remember it for the verdict."""
+    request, unless the caller gave one, and remember the body's MD5 for the verdict. A
+    caller's Content-MD5 that is not the body's is noted: the server's BadDigest is then
+    the caller's mistake, not damage on the way, and is not retried."""
     headers = params.get("headers", {})
     context[_SSE] = {
         "ServerSideEncryption": headers.get("x-amz-server-side-encryption"),
         "SSECustomerAlgorithm": headers.get("x-amz-server-side-encryption-customer-algorithm"),
     }
     given = headers.get("Content-MD5")
-    if given:
-        try:
-            context[_MD5] = base64.b64decode(given, validate=True).hex()
-        except ValueError:
-            context[_MD5] = None  # the server refuses it: BadDigest or InvalidDigest
+    ANSWER.wrong_content_md5 = False
+    if given is not None and ANSWER.internal:  # the engine's own: computed from the bytes
+        context[_MD5] = _hex_of(given)
         return
     digest = _md5_of(params.get("body"))
     context[_MD5] = None if digest is None else digest.hex()
-    if digest is not None:
-        headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
+    if given is None:
+        if digest is not None:
+            headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
+        return
+    try:
+        ANSWER.wrong_content_md5 = digest is not None and base64.b64decode(given) != digest
+    except ValueError:
+        ANSWER.wrong_content_md5 = True
+
+
+def _hex_of(content_md5: str) -> str | None:
+    try:
+        return base64.b64decode(content_md5, validate=True).hex()
+    except ValueError:
+        return None
 
 
 def _md5_of(body: object) -> bytes | None:
@@ -364,9 +379,11 @@ def _run(
     fn: Callable[[], T],
     *,
     on_error: Callable[[ObjectClerkError], None] | None = None,
+    final: Callable[[ObjectClerkError], bool] = lambda exc: False,
 ) -> T:
     """One API call under the clerk's policy, its body rewound to where it started before
-    every attempt, its errors raised as boto3 raised them."""
+    every attempt, its errors raised as boto3 raised them. ``final`` marks errors not to
+    retry."""
     engine = _engine(s3_client)
     body = kwargs.get("Body")
     start = _position(body)
@@ -381,6 +398,8 @@ def _run(
         return fn()
 
     def retryable(exc: BaseException) -> bool:
+        if isinstance(exc, ObjectClerkError) and final(exc):
+            return False
         return is_retryable(exc) and (rewindable or not sent)
 
     bucket, key = kwargs.get("Bucket"), kwargs.get("Key")
@@ -458,9 +477,16 @@ def _checked_upload(s3_client: Any, name: str, operation: str) -> Callable[..., 
 
         def on_error(exc: ObjectClerkError) -> None:
             if stored_mismatch and isinstance(exc, ChecksumMismatchError):
-                _engine(s3_client).remove_corrupted(kwargs["Bucket"], kwargs["Key"])
+                _engine(s3_client).remove_corrupted(kwargs["Bucket"], kwargs["Key"], args=kwargs)
 
-        return _run(s3_client, operation, kwargs, attempt, on_error=on_error)
+        return _run(
+            s3_client,
+            operation,
+            kwargs,
+            attempt,
+            on_error=on_error,
+            final=lambda exc: ANSWER.wrong_content_md5,  # the caller's MD5 is wrong: no retry
+        )
 
     return call
 
@@ -581,8 +607,9 @@ class VerifiedBody(StreamingBody):
       a partial read that fails raises ChecksumMismatchError on the read that reaches the
       end, because a stream cannot take bytes back.
     * A body cut short is resumed with a ranged GET pinned by ``IfMatch``.
-    * With ``Range``, ``PartNumber`` or SSE-C, nothing can prove the bytes: the verdict is
-      ``"unverifiable"``, recorded, never a false alarm.
+    * With ``PartNumber``, a ``Range`` short of the whole object, or SSE-C, nothing can
+      prove the bytes: the verdict is ``"unverifiable"``, recorded, never a false alarm.
+    * botocore's own response checksum (``ChecksumMode="ENABLED"``) is still checked.
 
     ``verification`` says the verdict (``"pending"`` until the end is read).
     """
@@ -597,6 +624,8 @@ class VerifiedBody(StreamingBody):
         return cast(CallVerification, self._reader.record["Verification"])
 
     def read(self, amt: int | None = None) -> bytes:
+        if amt is not None and amt < 0:
+            amt = None  # read(-1) reads it all, as for any file
         try:
             if amt is None and self._amount_read == 0:
                 return self._read_whole()
@@ -605,18 +634,31 @@ class VerifiedBody(StreamingBody):
             raise _as_boto3(exc) from None
 
     def _read_whole(self) -> bytes:
-        """All of it, fetched again while it fails to verify (as the retry policy allows)."""
+        """All of it, fetched again while it fails to verify (as the retry policy allows).
+        A read that no candidate layout proves is confirmed by a second read within the
+        same attempt: the same bytes twice are an unknown layout, not a failure."""
+        reader = self._reader
         started = False
+
+        def once() -> bytes:
+            if reader.closed:
+                return b""
+            reader.restart()
+            self._amount_read = 0
+            return StreamingBody.read(self)
 
         def attempt() -> bytes:
             nonlocal started
             if started:
-                self._reader.restart()
-                self._amount_read = 0
+                return once()
             started = True
-            return StreamingBody.read(self)
+            try:
+                return StreamingBody.read(self)
+            except ChecksumMismatchError:
+                if not reader.confirming:
+                    raise
+                return once()
 
-        reader = self._reader
         reader.rereadable = reader.whole
         try:
             return self._engine.call(
@@ -642,10 +684,21 @@ class VerifiedBody(StreamingBody):
         self._reader.set_socket_timeout(timeout)
 
     def tell(self) -> int:
-        return self._reader.offset
+        return self._reader.delivered
 
     def close(self) -> None:
         self._reader.close()
+
+    def __enter__(self) -> VerifiedBody:  # the verified body itself, not the raw stream
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# Small reads (iter_lines, iter_chunks(1024)) are served from reads of at least this size,
+# so the retry machinery runs once per 64 KiB, not once per line.
+_READAHEAD = 64 * 1024
 
 
 class _BodyReader:
@@ -658,50 +711,65 @@ class _BodyReader:
         self.args = {name: value for name, value in params.items() if name in _RESUMED_ARGS}
         self.response = response
         self.etag = response.get("ETag")
-        self.body: Any = response["Body"]
+        self.first_body: Any = response["Body"]
+        self.body: Any = self.first_body
         self.length = int(response.get("ContentLength") or 0)
         self.start, total = 0, self.length
         match = _CONTENT_RANGE.fullmatch(str(response.get("ContentRange") or ""))
         if match:
             self.start = int(match.group(1))
             total = int(match.group(3)) if match.group(3) != "*" else -1
-        self.whole = (
-            "Range" not in params
-            and "PartNumber" not in params
-            and self.start == 0
-            and total == self.length
-        )
-        self.offset = 0
+        # A Range that covers the whole object (smart_open's "bytes=0-") is a whole read.
+        self.whole = "PartNumber" not in params and self.start == 0 and total == self.length
+        self.fetched = 0  # bytes received and hashed: where a resume starts
+        self.delivered = 0  # bytes handed to the reader
+        self.pending = b""  # received; handed over up to `taken`
+        self.taken = 0
         self.verifier: ReadVerifier | None = None
         self.record = _annotate(response, "pending")
         self.rereadable = False  # set during a whole read(), which may fetch it again
         self.suspect: str | None = None  # see verdict.settle_suspect
+        self.confirming = False  # a suspect read asks for a confirming second read
+        self.closed = False
 
     def readable(self) -> bool:
         return True
 
     def read(self, amt: int | None = None) -> bytes:
-        if amt is None:
-            chunks = []
-            while piece := self.read(self.engine.transfer.io_chunksize):
-                chunks.append(piece)
-            return b"".join(chunks)
-        if amt <= 0 or self.record["Verification"] != "pending":
+        if self.closed:
             return b""
+        if amt is None or amt < 0:
+            amt = self.length - self.delivered  # all of it, in one read: one copy in memory
+        pieces: list[bytes] = []
+        got = 0
+        while got < amt:
+            if self.taken == len(self.pending):
+                if self.fetched >= self.length:
+                    break
+                self._fetch(max(amt - got, _READAHEAD))
+            piece = self.pending[self.taken : self.taken + amt - got]  # the whole: no copy
+            self.taken += len(piece)
+            pieces.append(piece)
+            got += len(piece)
+        chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self.delivered += len(chunk)
+        return chunk
+
+    def _fetch(self, amt: int) -> None:
+        """Receive up to ``amt`` more bytes (resuming as needed), hash them, and give the
+        verdict once the last byte is in."""
         if self.verifier is None:
             self.verifier = self._verifier()
-        if self.offset >= self.length:
-            self._finish()
-            return b""
-        wanted = min(amt, self.length - self.offset)
+        wanted = min(amt, self.length - self.fetched)
         chunk: bytes = self.engine.call(
             "GetObject", self.bucket, self.key, lambda: self._next(wanted)
         )
         self.verifier.update(chunk)
-        self.offset += len(chunk)
-        if self.offset >= self.length:
+        self.fetched += len(chunk)
+        self.pending, self.taken = chunk, 0
+        if self.fetched >= self.length:
+            self._end_of_body()
             self._finish()  # a failed verdict raises here, on the read that reached the end
-        return chunk
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -721,15 +789,26 @@ class _BodyReader:
         if not chunk:
             self._drop()
             raise ConnectionFault(
-                f"the body ended after {self.offset} of {self.length} bytes",
+                f"the body ended after {self.fetched} of {self.length} bytes",
                 operation="GetObject",
                 bucket=self.bucket,
                 key=self.key,
             )
         return chunk
 
+    def _end_of_body(self) -> None:
+        """Read the first response to its end: botocore checks its own response checksum
+        (ChecksumMode) on that last, empty read. A resumed (ranged) body has none."""
+        if self.body is None or self.body is not self.first_body:
+            return
+        try:
+            with translated("GetObject", self.bucket, self.key):
+                self.body.read(1)
+        except TransientError:
+            self._drop()  # every byte is in: a connection lost now fails nothing
+
     def _resume(self) -> Any:
-        first = self.start + self.offset
+        first = self.start + self.fetched
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self.key,
@@ -754,9 +833,12 @@ class _BodyReader:
     def _finish(self) -> None:
         assert self.verifier is not None
         verdict = self.verifier.verdict()
+        self.confirming = False
         if self.rereadable:  # a whole read() can tell damage from an unknown layout
+            first = self.suspect is None
             verdict = settle_suspect(verdict, self.suspect)
             self.suspect = verdict.actual if verdict.suspect else None
+            self.confirming = verdict.suspect and not verdict.matched and first
         if not verdict.matched:
             self.record.update(Verification="mismatch", Reason="the bytes read do not match")
             raise verdict.mismatch(
@@ -772,7 +854,8 @@ class _BodyReader:
     def restart(self) -> None:
         """Start over from the first byte (a whole read that did not verify)."""
         self._drop()
-        self.offset = 0
+        self.fetched = self.delivered = self.taken = 0
+        self.pending = b""
         self.verifier = None
         self.record.update(Verification="pending", Reason="")
 
@@ -786,9 +869,10 @@ class _BodyReader:
             self.body.set_socket_timeout(timeout)
 
     def tell(self) -> int:
-        return self.offset
+        return self.delivered
 
     def close(self) -> None:
+        self.closed = True
         self._drop()
 
 
@@ -849,10 +933,10 @@ def _upload(
     callback: Callable[[int], object] | None,
     config: object,
     name: str,
+    method: str,
 ) -> None:
-    """upload_file and upload_fileobj: the core's verified upload. A server's refusal is
-    raised as boto3 raises it, an S3UploadFailedError."""
-    method = "upload_file" if isinstance(data, str) else "upload_fileobj"
+    """upload_file and upload_fileobj: the core's verified upload. A server's refusal of
+    upload_file is raised as boto3 raises it, an S3UploadFailedError."""
     try:
         engine = _transfer_engine(_engine(s3_client), config)
         uploads.upload(
@@ -866,11 +950,12 @@ def _upload(
         )
     except ObjectClerkError as exc:
         error = native(exc)
-        if isinstance(error, ClientError):
+        if method == "upload_file" and isinstance(error, ClientError):
+            # boto3 wraps a server's refusal of upload_file (only) in S3UploadFailedError.
             raise S3UploadFailedError(
                 f"Failed to upload {name} to {bucket}/{key}: {error}"
             ) from error
-        raise _as_boto3(exc) from None
+        raise error from None
 
 
 def _upload_file(s3_client: Any, name: str, operation: str) -> Callable[..., Any]:
@@ -884,7 +969,10 @@ def _upload_file(s3_client: Any, name: str, operation: str) -> Callable[..., Any
     ) -> None:
         # Opened here, so a missing or unreadable file raises what open() raises, as boto3.
         with open(Filename, "rb") as handle:
-            _upload(s3_client, handle, Bucket, Key, ExtraArgs, Callback, Config, str(Filename))
+            _upload(
+                s3_client, handle, Bucket, Key, ExtraArgs, Callback, Config, str(Filename),
+                "upload_file",
+            )  # fmt: skip
 
     return upload_file
 
@@ -898,7 +986,10 @@ def _upload_fileobj(s3_client: Any, name: str, operation: str) -> Callable[..., 
         Callback: Callable[[int], object] | None = None,
         Config: TransferConfig | None = None,
     ) -> None:
-        _upload(s3_client, Fileobj, Bucket, Key, ExtraArgs, Callback, Config, repr(Fileobj))
+        _upload(
+            s3_client, Fileobj, Bucket, Key, ExtraArgs, Callback, Config, repr(Fileobj),
+            "upload_fileobj",
+        )  # fmt: skip
 
     return upload_fileobj
 
@@ -925,7 +1016,18 @@ def _download(
             operation=method,
         )
     except ObjectClerkError as exc:
-        raise _as_boto3(exc) from None
+        error = native(exc)
+        if isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in (
+            "NoSuchKey",
+            "NoSuchVersion",
+        ):
+            # boto3's transfer asks HeadObject first, so its callers test for Code "404".
+            head_404: Any = {
+                "Error": {"Code": "404", "Message": "Not Found"},
+                "ResponseMetadata": error.response.get("ResponseMetadata", {}),
+            }
+            error = ClientError(head_404, "HeadObject")
+        raise error from None
 
 
 def _download_file(s3_client: Any, name: str, operation: str) -> Callable[..., Any]:

@@ -129,10 +129,8 @@ def read(
     def client_get(params: dict[str, Any]) -> Any:
         return engine.client.get_object(**params)
 
-    def attempt() -> ReadResult:
-        if state.parallel:
-            # Parts resume themselves; a whole re-read starts afresh.
-            _restart(state, sink, state.last_error)
+    def read_once() -> None:
+        """One pass over the object (its first GET and any continuation) into the sink."""
         while True:
             response, end = get()
             body = response.pop("Body")
@@ -148,7 +146,7 @@ def read(
                 else:
                     _drain(engine, body, sink, state)
             if state.offset == state.size:
-                break
+                return
             if end is None or state.offset != end + 1:
                 raise ConnectionFault(
                     f"the body ended after {state.offset} of {state.size} bytes",
@@ -157,29 +155,40 @@ def read(
                     key=key,
                 )
             # The first response carried the range it was asked for: continue after it.
-        verdict = settle_suspect(state.verifier.verdict(), state.suspect)
+
+    def attempt() -> ReadResult:
+        if state.parallel:
+            # Parts resume themselves; a whole re-read starts afresh.
+            _restart(state, sink, state.last_error)
+        read_once()
+        verdict = state.verifier.verdict()
+        if verdict.suspect and state.suspect is None:
+            # No candidate layout proves the bytes: read them again, within this attempt
+            # (so it costs no retry, and a single try never turns it into a false alarm).
+            # The same bytes twice mean an unknown layout; others mean damage.
+            state.suspect = verdict.actual
+            try:
+                _restart(state, sink, None)
+            except CannotRestart:
+                pass  # delivered onward (a stream): reported unverifiable below
+            else:
+                read_once()
+                verdict = state.verifier.verdict()
+        verdict = settle_suspect(verdict, state.suspect)
         if not verdict.matched:
             layout = state.verifier.layout
             source = layout.source if isinstance(layout, ObjectLayout) else "?"
             error = verdict.mismatch(
-                f"the bytes read do not match the object's ETag (layout: {source})"
-                if not verdict.suspect
-                else verdict.reason,
+                "two reads of the object differ and neither matches its ETag"
+                if verdict.suspect
+                else f"the bytes read do not match the object's ETag (layout: {source})",
                 operation="GetObject",
                 bucket=bucket,
                 key=key,
             )
             state.suspect = verdict.actual if verdict.suspect else None
-            try:
-                _restart(state, sink, error)
-            except CannotRestart:
-                if not verdict.suspect:
-                    raise
-                # Bytes already handed onward (a stream) cannot be read twice: what the
-                # candidates could not prove is reported as unverifiable.
-                verdict = state.verifier_verdict
-            else:
-                raise error
+            _restart(state, sink, error)
+            raise error
         if not state.reported:
             engine.report(verdict, operation=operation, bucket=bucket, key=key)
         return ReadResult(state.first_response, verdict)
@@ -220,16 +229,15 @@ def _object_changed(
 def _restart(state: _ReadState, sink: Sink, error: BaseException | None) -> None:
     """Forget what was read and reset the sink. A sink that cannot reset raises
     CannotRestart carrying ``error``, the reason the read had to start over."""
-    state.verifier_verdict = state.verifier.verdict()
     state.etag = None
     state.offset = 0
     state.verifier = ReadVerifier(None, verify=False)
-    state.progress.rewind()
     try:
         sink.reset()
     except CannotRestart as exc:
         exc.error = error
         raise
+    state.progress.rewind()
 
 
 def _drain(engine: Engine, body: Any, sink: Sink, state: _ReadState) -> None:
@@ -381,7 +389,6 @@ class _ReadState:
         # What a read no candidate layout could prove computed, kept across restarts so the
         # next read can tell an unknown layout (same bytes) from damage (other bytes).
         self.suspect: str | None = None
-        self.verifier_verdict = Verdict("skipped")
 
     def start(
         self,

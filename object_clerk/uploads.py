@@ -127,7 +127,7 @@ def _put(
         response, verdict = engine.call("PutObject", bucket, key, attempt)
     except Exception:
         if stored_mismatch:
-            engine.remove_corrupted(bucket, key)
+            engine.remove_corrupted(bucket, key, args=extra_args)
         raise
     engine.report(verdict, operation="upload_object", bucket=bucket, key=key)
     progress.add(len(body))
@@ -165,7 +165,7 @@ def _multipart_upload(
         computed = multipart_etag(digest for _, _, digest in layout)
         response = engine.complete_upload(bucket, key, upload_id, layout, computed, args=extra_args)
     except BaseException:
-        engine.abort(bucket, key, upload_id)
+        engine.abort(bucket, key, upload_id, args=extra_args)
         raise
     return engine.check_completed(
         bucket,

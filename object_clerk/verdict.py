@@ -47,6 +47,13 @@ VERIFIED: frozenset[Verification] = frozenset({"md5", "multipart-md5", "content-
 
 #: Server-side encryption that makes the ETag something other than an MD5 of the content.
 OPAQUE_SSE = frozenset({"aws:kms", "aws:kms:dsse"})
+# Fields that say a customer key (SSE-C) encrypts the object, or a copy's source.
+_SSE_C_FIELDS = (
+    "SSECustomerAlgorithm",
+    "SSECustomerKey",
+    "CopySourceSSECustomerAlgorithm",
+    "CopySourceSSECustomerKey",
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ def etag_opacity(evidence: Iterable[Mapping[str, Any]]) -> str | None:
         sse = fields.get("ServerSideEncryption")
         if sse in OPAQUE_SSE:
             return f"the object is encrypted with {sse}, so its ETag is not an MD5 of its content"
-        if fields.get("SSECustomerAlgorithm") or fields.get("SSECustomerKey"):
+        if any(fields.get(name) for name in _SSE_C_FIELDS):
             return "the object is encrypted with a customer key (SSE-C), so its ETag is not an MD5"
     return None
 

@@ -135,14 +135,16 @@ def test_paginators_waiters_and_presigned_urls_work(mocked: Any) -> None:
 
 def test_a_partial_read_of_bad_bytes_raises_at_the_end(mocked: Any) -> None:
     s3 = mocked
-    s3.put_object(Bucket="bucket", Key="k", Body=b"a" * 5000)
+    size = 200_000  # more than the reader's 64 KiB read-ahead
+    s3.put_object(Bucket="bucket", Key="k", Body=b"a" * size)
     got = s3.get_object(Bucket="bucket", Key="k")
     got["ETag"] = '"' + "0" * 32 + '"'  # what the body must match, as if the server said so
-    body = StreamingBody(io.BytesIO(b"a" * 5000), 5000)
+    body = StreamingBody(io.BytesIO(b"a" * size), size)
     params = {"Bucket": "bucket", "Key": "k"}
     got["Body"] = VerifiedBody(s3.__object_clerk__, params, {**got, "Body": body})
     chunks = got["Body"].iter_chunks(1024)
     assert len(next(chunks)) == 1024  # bytes are handed over as they arrive
+    assert got["Body"].tell() == 1024
     with pytest.raises(ChecksumMismatchError) as raised:
         list(chunks)
     assert isinstance(raised.value, FlexibleChecksumError)  # what boto3 users catch
@@ -201,6 +203,11 @@ def test_transfer_methods_keep_boto3s_signatures(mocked: Any, tmp_path: Any) -> 
         s3.upload_file(str(tmp_path / "missing"), "bucket", "k")
     with pytest.raises(boto3.exceptions.S3UploadFailedError, match="NoSuchBucket"):
         s3.upload_file(str(source), "no-such-bucket", "k")
+    with pytest.raises(s3.exceptions.NoSuchBucket):  # upload_fileobj: boto3 does not wrap
+        s3.upload_fileobj(io.BytesIO(b"x"), "no-such-bucket", "k")
+    with pytest.raises(ClientError) as missing:  # as boto3's HeadObject-first transfer
+        s3.download_file("bucket", "missing", str(tmp_path / "missing.bin"))
+    assert missing.value.response["Error"]["Code"] == "404"
     with pytest.raises(ValueError, match="ExtraArgs"):
         s3.upload_file(str(source), "bucket", "k", ExtraArgs={"Bogus": 1})
 
@@ -244,3 +251,89 @@ def test_encrypted_objects_are_never_false_alarms(mocked: Any) -> None:
     assert verification_of(got) == "unverifiable"
     answer = s3.put_object(Bucket="bucket", Key="kms", Body=b"data", ServerSideEncryption="aws:kms")
     assert verification_of(answer) == "content-md5"  # the server checked the Content-MD5
+
+
+def test_read_minus_one_and_a_whole_range_read_verify(mocked: Any) -> None:
+    s3 = mocked
+    s3.put_object(Bucket="bucket", Key="k", Body=b"hello world")
+    got = s3.get_object(Bucket="bucket", Key="k")
+    assert got["Body"].read(-1) == b"hello world" and verification_of(got) == "md5"
+    whole = s3.get_object(Bucket="bucket", Key="k", Range="bytes=0-")  # smart_open's way
+    assert whole["Body"].read() == b"hello world" and verification_of(whole) == "md5"
+    with s3.get_object(Bucket="bucket", Key="k")["Body"] as body:  # the verified body itself
+        assert isinstance(body, VerifiedBody) and body.read() == b"hello world"
+    assert body.read() == b""  # closed: no new request
+
+
+def test_botocores_own_response_checksum_is_still_checked(
+    mocked: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.httpchecksum import StreamingChecksumBody
+
+    checked: list[bool] = []
+    real = StreamingChecksumBody._validate_checksum
+
+    def spy(self: Any) -> None:
+        checked.append(True)
+        real(self)
+
+    monkeypatch.setattr(StreamingChecksumBody, "_validate_checksum", spy)
+    s3 = mocked
+    s3.put_object(Bucket="bucket", Key="crc", Body=b"x" * 100_000, ChecksumAlgorithm="CRC32")
+    got = s3.get_object(Bucket="bucket", Key="crc", ChecksumMode="ENABLED")
+    assert b"".join(got["Body"].iter_chunks(4096)) == b"x" * 100_000
+    assert checked == [True]
+
+
+def test_a_wrong_caller_content_md5_is_not_retried_nor_the_object_deleted(mocked: Any) -> None:
+    """moto stores what it is sent whatever its Content-MD5: the stored bytes are right,
+    and they are not deleted for the caller's wrong MD5."""
+    s3 = mocked
+    wrong = "AAAAAAAAAAAAAAAAAAAAAA=="
+    answer = s3.put_object(Bucket="bucket", Key="k", Body=b"data", ContentMD5=wrong)
+    assert verification_of(answer) == "md5"  # the ETag is the MD5 of the body sent
+    assert s3.get_object(Bucket="bucket", Key="k")["Body"].read() == b"data"
+
+
+def test_a_stubbed_failing_complete_leaves_the_tests_abort_alone(fake_credentials: None) -> None:
+    s3 = object_clerk.client("s3")
+    with Stubber(s3) as stub:
+        stub.add_client_error("complete_multipart_upload", "InternalError", http_status_code=500)
+        stub.add_response("abort_multipart_upload", {})
+        with pytest.raises(ClientError):
+            s3.complete_multipart_upload(
+                Bucket="b", Key="k", UploadId="u",
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"' + "a" * 32 + '"'}]},
+            )  # fmt: skip
+        s3.abort_multipart_upload(Bucket="b", Key="k", UploadId="u")
+        stub.assert_no_pending_responses()
+
+
+def test_copy_object_leaves_the_callers_conditions_alone(mocked: Any) -> None:
+    s3 = mocked
+    etag = s3.put_object(Bucket="bucket", Key="src", Body=b"data")["ETag"]
+    calls: list[dict[str, Any]] = []
+    s3.meta.events.register(
+        "before-parameter-build.s3.CopyObject", lambda params, **_: calls.append(dict(params))
+    )
+    with pytest.raises(ClientError) as refused:
+        s3.copy_object(
+            Bucket="bucket", Key="dst", CopySource="bucket/src", CopySourceIfNoneMatch=etag
+        )
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert len(calls) == 1 and "CopySourceIfMatch" not in calls[0]  # no pin, no retry
+    answer = s3.copy_object(Bucket="bucket", Key="dst", CopySource="/bucket/src")
+    assert verification_of(answer) == "md5"
+    assert calls[-1]["CopySourceIfMatch"] == etag  # pinned to the source as read
+
+
+def test_validation_errors_never_quote_values() -> None:
+    from botocore.exceptions import ParamValidationError
+
+    from object_clerk.errors import InvalidRequestError, native
+
+    report = "Invalid type for parameter SSECustomerKey, value: hunter2, type: <class 'int'>"
+    error = InvalidRequestError("bad")
+    error.__cause__ = ParamValidationError(report=report)
+    shown = native(error)
+    assert isinstance(shown, ParamValidationError) and "hunter2" not in str(shown)

@@ -93,3 +93,42 @@ def test_parse_copy_source() -> None:
     assert parse_copy_source("b/dir/k") == ("b", "dir/k", None)
     with pytest.raises(ValueError, match="CopySource"):
         parse_copy_source(42)
+
+
+def test_one_try_never_turns_an_unknown_layout_into_a_false_alarm(fake: FakeS3) -> None:
+    """The confirming second read is part of the same attempt: with retry_tries=1 an
+    unknown layout is still reported unverifiable, never raised as a mismatch."""
+    from tests.unit.fake_s3 import make_clerk
+
+    clerk = make_clerk(fake, retry_tries=1)
+    data = bytes(range(256)) * (40 * 1024)
+    fake.put_raw(BUCKET, "k", data, part_size=5 * MiB + 12345)
+    with pytest.warns(UnverifiableObjectWarning):
+        assert clerk.get_object(BUCKET, "k") == data
+
+
+def test_progress_of_a_stream_download_is_not_taken_back(fake: FakeS3, clerk: ObjectClerk) -> None:
+    """A download into a file object that cannot be rewound reports its bytes once, even
+    when the read asked to start over (an unknown layout's confirming read)."""
+    import io
+
+    from object_clerk import reads
+
+    class Pipe(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: Any) -> int:
+            self.data += b
+            return len(b)
+
+    data = bytes(range(256)) * (40 * 1024)
+    fake.put_raw(BUCKET, "k", data, part_size=5 * MiB + 12345)
+    seen: list[int] = []
+    out = Pipe()
+    with pytest.warns(UnverifiableObjectWarning):
+        reads.download(clerk._engine, BUCKET, "k", out, verify=True, progress=Progress(seen.append))
+    assert bytes(out.data) == data and sum(seen) == len(data) and min(seen) > 0
