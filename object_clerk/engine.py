@@ -345,12 +345,13 @@ class Engine:
         params: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """CompleteMultipartUpload, retried. ``params``: the request's arguments as a boto3
-        caller gave them (by default, built from ``parts``). An answer lost on the way does
-        not fail it: when
-        a retry finds NoSuchUpload, or every attempt's answer was lost and the upload is gone
-        (an AbortMultipartUpload finds NoSuchUpload), a HEAD showing the key with the
-        ``expected`` ETag proves an earlier attempt completed it. An ETag alone would not:
-        the key may have held the same bytes before."""
+        caller gave them (by default, built from ``parts``).
+
+        An answer lost on the way does not fail it: when a retry finds NoSuchUpload, or
+        every attempt's answer was lost and the upload is gone (an AbortMultipartUpload
+        finds NoSuchUpload), a HEAD showing the key with the ``expected`` ETag proves an
+        earlier attempt completed it. An ETag alone would not: the key may have held the
+        same bytes before."""
         layout: Any = {"Parts": [{"PartNumber": n, "ETag": etag} for n, etag, _ in parts]}
         request = dict(
             params

@@ -414,13 +414,7 @@ def _run(
     except ObjectClerkError as exc:
         if on_error is not None:
             on_error(exc)
-        raise _as_boto3(exc) from None
-
-
-def _as_boto3(exc: ObjectClerkError) -> BaseException:
-    """The exception a boto3 caller expects: botocore's own, or object_clerk's when it
-    found the fault itself (see :func:`~object_clerk.errors.native`)."""
-    return native(exc)
+        raise native(exc) from None
 
 
 def _keywords_only(name: str, args: tuple[Any, ...]) -> None:
@@ -502,7 +496,7 @@ def _create_multipart_upload(s3_client: Any, name: str, operation: str) -> Calla
         try:
             return engine.create_upload_call(kwargs.get("Bucket"), kwargs.get("Key"), rest)  # type: ignore[arg-type]
         except ObjectClerkError as exc:
-            raise _as_boto3(exc) from None
+            raise native(exc) from None
 
     return call
 
@@ -548,7 +542,7 @@ def _complete_multipart_upload(s3_client: Any, name: str, operation: str) -> Cal
                 args=kwargs,
             )
         except ObjectClerkError as exc:
-            raise _as_boto3(exc) from None
+            raise native(exc) from None
         if not str(response.get("ETag") or "").strip('"'):
             response["ETag"] = f'"{result.etag}"'  # Ceph RGW 16 answers with an empty ETag
         _annotate(response, result.verification, result.reason)
@@ -570,7 +564,7 @@ def _copy_object(s3_client: Any, name: str, operation: str) -> Callable[..., Any
             response, verdict = copying.copy_object_call(engine, kwargs)
         except ObjectClerkError as exc:
             if not isinstance(native(exc), StubResponseError):
-                raise _as_boto3(exc) from None
+                raise native(exc) from None
             return _run(s3_client, operation, kwargs, lambda: original(**kwargs))
         _annotate(response, verdict.kind, verdict.reason)
         return response
@@ -631,7 +625,7 @@ class VerifiedBody(StreamingBody):
                 return self._read_whole()
             return super().read(amt)
         except ObjectClerkError as exc:
-            raise _as_boto3(exc) from None
+            raise native(exc) from None
 
     def _read_whole(self) -> bytes:
         """All of it, fetched again while it fails to verify (as the retry policy allows).
@@ -675,7 +669,7 @@ class VerifiedBody(StreamingBody):
         try:
             return super().readinto(b)
         except ObjectClerkError as exc:
-            raise _as_boto3(exc) from None
+            raise native(exc) from None
 
     def readlines(self, hint: int = -1, /) -> list[bytes]:
         return self.read().splitlines(keepends=True)
@@ -1091,6 +1085,6 @@ def _copy(s3_client: Any, name: str, operation: str) -> Callable[..., Any]:
                 progress=Progress(Callback),
             )
         except ObjectClerkError as exc:
-            raise _as_boto3(exc) from None
+            raise native(exc) from None
 
     return copy
