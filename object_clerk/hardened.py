@@ -862,9 +862,6 @@ class _BodyReader:
         if self.body is not None:
             self.body.set_socket_timeout(timeout)
 
-    def tell(self) -> int:
-        return self.delivered
-
     def close(self) -> None:
         self.closed = True
         self._drop()

@@ -40,6 +40,15 @@ def data(size: int, seed: int = 7) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
+def stored(ceph: Backend, size: int) -> tuple[str, bytes]:
+    """A new bucket holding ``size`` bytes under key "k", written directly: its bucket and
+    the bytes."""
+    bucket = ceph.new_bucket()
+    payload = data(size)
+    ceph.raw().put_object(Bucket=bucket, Key="k", Body=payload)
+    return bucket, payload
+
+
 @pytest.mark.parametrize("mode", ["legacy", "standard"])
 def test_botocores_own_retries_are_off(proxy: FaultProxy, ceph: Backend, mode: str) -> None:
     """Each persistent 503 costs exactly the clerk's tries, whatever botocore's mode says."""
@@ -64,23 +73,20 @@ def test_botocores_own_retries_are_off(proxy: FaultProxy, ceph: Backend, mode: s
 
 
 def test_a_whole_read_of_flipped_bytes_is_fetched_again(proxy: FaultProxy, ceph: Backend) -> None:
-    bucket = ceph.new_bucket()
-    payload = data(3 * MiB)
-    ceph.raw().put_object(Bucket=bucket, Key="k", Body=payload)
+    bucket, payload = stored(ceph, 3 * MiB)
     s3 = hardened(proxy, ceph)
     proxy.add(Rule(Fault.FLIP_RESPONSE, method="GET", key="k"))
     got = s3.get_object(Bucket=bucket, Key="k")
     assert got["Body"].read() == payload
     assert verification_of(got) == "md5"
-    gets = [r for r in proxy.stats.records if r.method == "GET" and r.key == "k"]
+    gets = proxy.stats.of("GET", "k")
     assert len(gets) == 2 and gets[1].if_match == got["ETag"]
 
 
 def test_a_partial_read_of_flipped_bytes_raises_at_its_end(
     proxy: FaultProxy, ceph: Backend
 ) -> None:
-    bucket = ceph.new_bucket()
-    ceph.raw().put_object(Bucket=bucket, Key="k", Body=data(2 * MiB))
+    bucket, _ = stored(ceph, 2 * MiB)
     s3 = hardened(proxy, ceph)
     proxy.add(Rule(Fault.FLIP_RESPONSE, method="GET", key="k"))
     got = s3.get_object(Bucket=bucket, Key="k")
@@ -92,14 +98,12 @@ def test_a_partial_read_of_flipped_bytes_raises_at_its_end(
 
 
 def test_a_cut_body_is_resumed_from_where_it_broke(proxy: FaultProxy, ceph: Backend) -> None:
-    bucket = ceph.new_bucket()
-    payload = data(4 * MiB)
-    ceph.raw().put_object(Bucket=bucket, Key="k", Body=payload)
+    bucket, payload = stored(ceph, 4 * MiB)
     s3 = hardened(proxy, ceph)
     proxy.add(Rule(Fault.RESET_MID_BODY, method="GET", key="k"))
     got = s3.get_object(Bucket=bucket, Key="k")
     assert b"".join(got["Body"].iter_chunks(256 * 1024)) == payload
-    first, resumed = [r for r in proxy.stats.records if r.method == "GET" and r.key == "k"]
+    first, resumed = proxy.stats.of("GET", "k")
     assert first.ending == "consumed"
     assert resumed.if_match == got["ETag"]
     assert resumed.range is not None and resumed.range.startswith("bytes=")
@@ -130,7 +134,7 @@ def test_a_damaged_unsigned_part_is_refused_and_sent_again(
         Bucket=bucket, Key="k", UploadId=upload["UploadId"], PartNumber=1, Body=data(MiB)
     )
     assert verification_of(part) == "md5"
-    assert [r.status for r in proxy.stats.records if r.method == "PUT"] == [400, 200]
+    assert [r.status for r in proxy.stats.of("PUT")] == [400, 200]
     done = s3.complete_multipart_upload(
         Bucket=bucket,
         Key="k",
@@ -207,5 +211,5 @@ def test_copy_object_compares_the_destination_with_the_source(
             Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"}
         )
     assert verification_of(answer) == "md5"
-    copies = [r for r in proxy.stats.records if r.method == "PUT" and r.key == "dst"]
+    copies = proxy.stats.of("PUT", "dst")
     assert len(copies) == 1

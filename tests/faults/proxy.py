@@ -157,15 +157,21 @@ class Stats:
     faults: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def count(self, method: str | None = None, key: str | None = None, query: str = "") -> int:
+    def of(
+        self, method: str | None = None, key: str | None = None, query: str = ""
+    ) -> list[Record]:
+        """The requests seen with this method, key and query substring, in order."""
         with self.lock:
-            return sum(
-                1
+            return [
+                r
                 for r in self.records
                 if (method is None or r.method == method)
                 and (key is None or r.key == key)
                 and query in r.query
-            )
+            ]
+
+    def count(self, method: str | None = None, key: str | None = None, query: str = "") -> int:
+        return len(self.of(method, key, query))
 
 
 class _Closed(Exception):

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 
 def get_records(proxy: FaultProxy, key: str) -> list[Record]:
-    return [r for r in proxy.stats.records if r.method == "GET" and r.key == key]
+    return proxy.stats.of("GET", key)
 
 
 def test_cut_read_resumes_from_its_offset_not_zero(
@@ -89,7 +89,7 @@ def test_object_replaced_between_attempts_is_read_fresh_never_mixed(
     clerk = make_clerk()
     clerk.retrier.on_retry = replace_on_first_retry
     assert clerk.get_object(bucket, "k") == new
-    records = [r for r in proxy.stats.records if r.method == "GET" and r.key == "k"]
+    records = get_records(proxy, "k")
     assert [r.status for r in records] == [206, 412, 206]
     old_etag = f'"{hashlib.md5(old).hexdigest()}"'
     assert records[1].if_match == old_etag  # the resume was pinned to the first version...
