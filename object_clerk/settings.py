@@ -387,6 +387,12 @@ def load_settings(**overrides: Any) -> ClerkSettings:
     Raises:
         ConfigurationError: naming the variable whose value is invalid.
     """
+    unknown = sorted(set(overrides) - set(ClerkSettings.model_fields))
+    if unknown:
+        # The environment may hold anything; an argument naming no setting is a mistake.
+        raise ConfigurationError(
+            f"unknown setting(s) {unknown}; known: {sorted(ClerkSettings.model_fields)}"
+        )
     explicit = {name for name, value in overrides.items() if value is not None}
     try:
         settings = ClerkSettings(**layered({}, overrides))
