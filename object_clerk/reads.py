@@ -1,16 +1,19 @@
 """Verified reads: into memory, into a file, or as a stream.
 
-Strategy: the first GET of the whole object answers small objects in one request. Its body
-is hashed while it arrives and compared with the ETag of that same response. A body cut
-short is resumed with a ranged GET pinned by ``If-Match`` to that ETag, so a read never
-mixes two versions; if the object changed, the read starts over on the new version.
+Strategy: the first GET asks for the whole object, with no Range, so a small object takes
+one request, as a raw GET does. Its body is hashed while it arrives and compared with the
+ETag of that same response. A body cut short is resumed with a ranged GET pinned by
+``If-Match`` to that ETag, so a read never mixes two versions; if the object changed, the
+read starts over on the new version.
 
-A large multipart object whose part layout is known is read in parallel instead: part 1
-keeps flowing on the first response while parts 2..N are ranged GETs aligned to the
-object's own parts. Each worker hashes its part as it arrives (MD5 then runs on every core),
-resumes its own part when cut, and hands the part over in order; the part digests combine
-into the ETag. At most ``max_concurrency`` parts are in flight, so memory stays near
-``max_concurrency x part size`` whatever the object's size.
+A large multipart object whose part layout is known (its headers tell) is read in parallel
+when the sink can write each part where it belongs (memory, a file the clerk opened): the
+first response keeps flowing from the front while workers fetch parts from the back, and
+they meet without either reading a byte twice (:func:`_read_parts`). Each reader hashes
+its part as it arrives, so MD5 runs on every core, and the part digests combine into the
+ETag. At most ``max_concurrency`` parts are in flight, and none is buffered: each chunk is
+written in place. A sink that writes in order (a stream, the caller's file object) reads
+the one stream.
 
 Everything is written into a sink (:mod:`object_clerk.sinks`). The verdict comes from a
 :class:`~object_clerk.verdict.ReadVerifier`, which sees the bytes (or the part digests) and
@@ -23,10 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import io
 import os
-import queue
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -39,7 +40,6 @@ from object_clerk.engine import Engine, TransferResult, require_etag, result_of
 from object_clerk.errors import (
     ConnectionFault,
     InvalidRequestError,
-    ObjectClerkError,
     PreconditionFailedError,
     TransientError,
 )
@@ -96,33 +96,23 @@ def read(
     state.extra = dict(extra)
     state.progress = progress or Progress(None)
 
-    first_chunk = max(engine.transfer.download_chunksize, 1)
-
-    def get() -> tuple[dict[str, Any], int | None]:
-        """One GET: the first asks for the first chunk only (a small object arrives whole;
-        a large one is not streamed to waste), the next ones continue, pinned by If-Match.
-        Returns the response and the end of the range asked for (None: open-ended)."""
+    def get() -> dict[str, Any]:
+        """One GET: the first asks for the whole object, with no Range (a small object
+        arrives whole in one request, as a raw GET would); the next ones continue from
+        where the bytes stopped, pinned by If-Match."""
         params: dict[str, Any] = {"Bucket": bucket, "Key": key, **state.extra}
-        end: int | None = None
         if state.etag is None:
-            if not state.unranged:
-                end = first_chunk - 1
-                params["Range"] = f"bytes=0-{end}"
+            # Where the store keeps a full-object checksum, it comes back and proves the
+            # bytes for a tenth of an MD5's cost; stores that keep none ignore the header.
+            params.setdefault("ChecksumMode", "ENABLED")
         else:
             params["IfMatch"] = state.etag
             if state.offset:
                 params["Range"] = f"bytes={state.offset}-"
         try:
-            return dict(engine.once("GetObject", bucket, key, lambda: client_get(params))), end
-        except ObjectClerkError as exc:
-            if state.etag is None and exc.status == 416:
-                # S3 answers any Range on an empty object with 416: ask again without one.
-                state.unranged = True
-                unranged = {"Bucket": bucket, "Key": key, **state.extra}
-                return dict(
-                    engine.once("GetObject", bucket, key, lambda: client_get(unranged))
-                ), None
-            if state.etag is not None and isinstance(exc, PreconditionFailedError):
+            return dict(engine.once("GetObject", bucket, key, lambda: client_get(params)))
+        except PreconditionFailedError as exc:
+            if state.etag is not None:
                 raise _object_changed(state, sink, bucket, key, exc) from exc
             raise
 
@@ -131,30 +121,25 @@ def read(
 
     def read_once() -> None:
         """One pass over the object (its first GET and any continuation) into the sink."""
-        while True:
-            response, end = get()
-            body = response.pop("Body")
-            with ExitStack() as stack:
-                stack.callback(body.close)
-                require_etag(response, "GetObject", bucket, key)
-                if state.etag is None:
-                    state.start(engine, bucket, key, response, verify, operation)
-                    sink.presize(state.size)
-                if state.parallel:
-                    first_len = min(state.size, end + 1) if end is not None else state.size
-                    _read_parts(engine, bucket, key, body, first_len, state, sink, verify)
-                else:
-                    _drain(engine, body, sink, state)
-            if state.offset == state.size:
-                return
-            if end is None or state.offset != end + 1:
-                raise ConnectionFault(
-                    f"the body ended after {state.offset} of {state.size} bytes",
-                    operation="GetObject",
-                    bucket=bucket,
-                    key=key,
-                )
-            # The first response carried the range it was asked for: continue after it.
+        response = get()
+        body = response.pop("Body")
+        with ExitStack() as stack:
+            stack.callback(body.close)
+            require_etag(response, "GetObject", bucket, key)
+            if state.etag is None:
+                state.start(engine, bucket, key, response, verify, operation, sink)
+                sink.presize(state.size)
+            if state.parallel:
+                _read_parts(engine, bucket, key, body, state, sink, verify)
+            else:
+                _drain(engine, body, sink, state)
+        if state.offset != state.size:
+            raise ConnectionFault(
+                f"the body ended after {state.offset} of {state.size} bytes",
+                operation="GetObject",
+                bucket=bucket,
+                key=key,
+            )
 
     def attempt() -> ReadResult:
         if state.parallel:
@@ -262,44 +247,38 @@ def _read_parts(
     bucket: str,
     key: str,
     first_body: Any,
-    first_len: int,
     state: _ReadState,
     sink: Sink,
     verify: bool,
 ) -> None:
-    """Fetch the parts in parallel (the parts runner), write them in order. Part 1 starts
-    with ``first_body``, the open first response carrying the object's first ``first_len``
-    bytes."""
+    """Read the object's parts in parallel, each written where it belongs.
+
+    The first response, which asked for the whole object, keeps flowing: the *front* reads
+    parts 1, 2, ... from it, while workers fetch parts from the back with ranged GETs, last
+    part first. Each side claims a part just before reading it, so when they meet every part
+    was read once and no byte of either stream is read for nothing. A front whose stream is
+    cut finishes its part with a ranged GET and leaves the rest to the workers. Each part is
+    hashed by whoever reads it, and the part digests combine into the ETag.
+    """
     etag = state.etag
     assert etag is not None
     io_chunk = engine.transfer.io_chunksize
-    write_at: Callable[[int, memoryview | bytes], None] | None = getattr(sink, "write_at", None)
+    write_at: Callable[[int, memoryview | bytes], None] = sink.write_at  # type: ignore[attr-defined]
     stop = threading.Event()
+    parts = list(PartLayout(state.size, state.part_size).parts())
+    claims = _Claims(len(parts))
+    hashers: dict[int, Any] = {}
 
-    # Without a positional sink, parts are buffered and written in order. The buffers are
-    # allocated once and reused: allocating and freeing part-sized buffers from many threads
-    # leaves glibc's per-thread arenas holding the memory, and RSS creeps far past the budget.
-    spare: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-
-    def fetch(number: int, offset: int, length: int) -> tuple[memoryview, bytes]:
-        buffer = bytearray()
-        if write_at is None:
-            try:
-                buffer = spare.get_nowait()
-            except queue.Empty:
-                buffer = bytearray(state.part_size)
+    def fetch(number: int, offset: int, length: int, stream: list[Any]) -> None:
+        """Read one part, from ``stream[0]`` while it lasts (left open for the next part),
+        else from a ranged GET of what is missing, resumed when cut."""
         received = 0
-        digest = hashlib.md5(usedforsecurity=False)
-        open_body: list[Any] = [first_body if number == 1 else None]
+        hasher = state.verifier.part_hasher()
 
         def attempt() -> None:
             nonlocal received
             while received < length:
-                body = open_body[0]
-                open_body[0] = None
-                # The first response ends where its range did; past it, ask for the rest.
-                limit = first_len if body is not None else length
-                if body is None:
+                if stream[0] is None:
                     response = engine.client.get_object(
                         Bucket=bucket,
                         Key=key,
@@ -308,12 +287,13 @@ def _read_parts(
                         **state.extra,
                     )
                     require_etag(response, "GetObject", bucket, key)
-                    body = response["Body"]
+                    stream[0] = response["Body"]
+                body = stream[0]
                 try:
-                    while received < min(length, limit):
+                    while received < length:
                         if stop.is_set():
                             raise _Stopped
-                        chunk = body.read(min(io_chunk, min(length, limit) - received))
+                        chunk = body.read(min(io_chunk, length - received))
                         if not chunk:
                             raise ConnectionFault(
                                 f"part {number} ended after {received} of {length} bytes",
@@ -322,51 +302,75 @@ def _read_parts(
                                 key=key,
                             )
                         if verify:
-                            digest.update(chunk)
-                        if write_at is not None:
-                            write_at(offset + received, chunk)
-                            state.progress.add(len(chunk))
-                        else:
-                            buffer[received : received + len(chunk)] = chunk
+                            hasher.update(chunk)
+                        write_at(offset + received, chunk)
                         received += len(chunk)
-                finally:
+                        state.progress.add(len(chunk))
+                except BaseException:
+                    stream[0] = None
                     body.close()
+                    raise
 
         try:
             engine.call("GetObject", bucket, key, attempt)
         except TransientError:
             state.parts_exhausted = True
             raise
-        return memoryview(buffer)[:received], digest.digest()
+        hashers[number] = hasher
 
-    digests: list[bytes] = []
+    def front() -> None:
+        stream, part = [first_body], first
+        while part is not None:
+            fetch(*parts[part], stream)
+            part = claims.front() if stream[0] is not None else None
 
-    def consume(part: tuple[memoryview, bytes]) -> None:
-        view, digest = part
-        if write_at is None:
-            sink.write(view)
-            state.offset += len(view)
-            state.progress.add(len(view))
-            spare.put(view.obj)  # type: ignore[arg-type]
-        view.release()
-        digests.append(digest)
+    def back(part: int) -> None:
+        stream: list[Any] = [None]
+        fetch(*parts[part], stream)
+        if stream[0] is not None:
+            stream[0].close()
 
-    concurrency = max(1, engine.transfer.download_concurrency)
-    if write_at is None:
-        # Buffered parts: the one being handed over counts against the budget too.
-        concurrency = max(1, concurrency - 1)
-    jobs = (
-        functools.partial(fetch, *part) for part in PartLayout(state.size, state.part_size).parts()
-    )
+    first = claims.front()  # the first response's stream starts at part 1: the front's own
+
+    def jobs() -> Iterator[Callable[[], None]]:
+        yield front
+        while (part := claims.back()) is not None:
+            yield functools.partial(back, part)
+
     try:
         run_parts(
-            jobs, concurrency=concurrency, name="object-clerk-read", consume=consume, stop=stop
+            jobs(),
+            concurrency=max(1, engine.transfer.download_concurrency),
+            name="object-clerk-read",
+            stop=stop,
         )
     except PreconditionFailedError as exc:
         raise _object_changed(state, sink, bucket, key, exc) from exc
-    state.verifier.set_part_digests(digests)
-    if write_at is not None:
-        state.offset = state.size
+    state.verifier.set_parts([hashers[number] for number in sorted(hashers)])
+    state.offset = state.size
+
+
+class _Claims:
+    """Which parts are still unread: the front takes them from the start, the workers from
+    the end, until they meet."""
+
+    def __init__(self, count: int) -> None:
+        self._next, self._end = 0, count
+        self._lock = threading.Lock()
+
+    def front(self) -> int | None:
+        with self._lock:
+            if self._next >= self._end:
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def back(self) -> int | None:
+        with self._lock:
+            if self._next >= self._end:
+                return None
+            self._end -= 1
+            return self._end
 
 
 class _ReadState:
@@ -382,7 +386,6 @@ class _ReadState:
         self.parallel = False
         self.part_size = 0
         self.parts_exhausted = False
-        self.unranged = False
         self.last_error: BaseException | None = None
         self.extra: dict[str, Any] = {}
         self.progress = Progress(None)
@@ -398,6 +401,7 @@ class _ReadState:
         response: dict[str, Any],
         verify: bool,
         operation: str,
+        sink: Sink,
     ) -> None:
         """Take the first response: its size, its layout and how to read the rest. The ETag
         is pinned last, once everything else is known: a layout probe that fails leaves the
@@ -408,12 +412,16 @@ class _ReadState:
             size = int(str(content_range).rsplit("/", 1)[-1])
         response["ContentLength"] = size
         settings = engine.transfer
-        big = size >= settings.download_threshold and settings.download_concurrency > 1
+        # Parallel parts need a sink that writes each where it belongs; one that writes in
+        # order (a stream, the caller's file object) reads the one stream from the front.
+        big = (
+            size >= settings.download_threshold
+            and settings.download_concurrency > 1
+            and callable(getattr(sink, "write_at", None))
+        )
         parallel, part_size, reported = False, 0, False
         if not verify:
             verifier = ReadVerifier(None, verify=False)
-            if big:
-                parallel, part_size = True, max(settings.download_chunksize, 1)
         else:
             layout = engine.discover_layout(bucket, key, response, nested=True, args=self.extra)
             verifier = ReadVerifier(layout, verify=True)
@@ -421,8 +429,13 @@ class _ReadState:
                 # Said before the bytes are read: in strict mode, nothing is read for nothing.
                 engine.unverifiable(layout, operation=operation, bucket=bucket, key=key)
                 reported = True
-            elif big and layout.authoritative and (layout.etag.parts or 0) > 1:
-                parallel, part_size = True, layout.part_sizes[0]
+        if big and verifier.parallel_parts:
+            # Parts of the object's own layout, whose MD5s make its ETag; otherwise (a CRC,
+            # or no verification) any part size will do.
+            known = verifier.layout
+            parallel, part_size = True, max(settings.download_chunksize, 1)
+            if isinstance(known, ObjectLayout) and known.checksum is None:
+                part_size = known.part_sizes[0]
         self.size = size
         self.first_response = response
         self.verifier = verifier

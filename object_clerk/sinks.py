@@ -69,39 +69,59 @@ class IOContext:
 
 
 class BytesSink:
-    """Collects the bytes in memory (``get_object``)."""
+    """Collects the bytes in memory (``get_object``).
+
+    Once the size is known the buffer is allocated whole, and every write lands in place
+    through a view of it: no growth, no copy when the bytes are handed over, and parallel
+    parts write their own ranges without a lock (the ranges never overlap).
+    """
 
     def __init__(self) -> None:
         self._buffer = io.BytesIO()
+        self._view: memoryview | None = None
+        self._end = 0
         self._lock = threading.Lock()
 
     def presize(self, size: int) -> None:
-        # One allocation of the final size: writes then land in place instead of growing
-        # (and copying) the buffer as they arrive.
+        self._release()
+        self._buffer = io.BytesIO()
+        self._end = 0
         if size:
-            with self._lock:
-                position = self._buffer.tell()
-                self._buffer.seek(size - 1)
-                self._buffer.write(b"\0")
-                self._buffer.seek(position)
+            self._buffer.seek(size - 1)
+            self._buffer.write(b"\0")
+            self._view = self._buffer.getbuffer()
 
     def write(self, data: bytes | bytearray | memoryview) -> object:
-        with self._lock:
-            return self._buffer.write(data)
+        self.write_at(self._end, data)
+        return len(data)
 
     def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        with self._lock:
+        end = offset + len(data)
+        view = self._view
+        if view is not None and end <= len(view):
+            view[offset:end] = data
+        else:  # more than the size announced: grow, as a plain BytesIO would
+            self._release()
             self._buffer.seek(offset)
             self._buffer.write(data)
+        with self._lock:
+            self._end = max(self._end, end)
 
     def reset(self) -> None:
         with self._lock:
-            self._buffer.seek(0)
-            self._buffer.truncate()
+            self._end = 0
 
     def getvalue(self) -> bytes:
         # No copy: BytesIO hands over its buffer when nothing else holds a view of it.
+        self._release()
+        if self._buffer.seek(0, io.SEEK_END) != self._end:
+            self._buffer.truncate(self._end)
         return self._buffer.getvalue()
+
+    def _release(self) -> None:
+        if self._view is not None:
+            self._view.release()
+            self._view = None
 
 
 class FileSink:
@@ -201,6 +221,9 @@ class StreamSink:
         pass
 
     def write(self, data: bytes | bytearray | memoryview) -> object:
+        if isinstance(data, bytes) and len(data) <= self._chunk:
+            self._put(data)  # immutable already: handed over as it is, not copied
+            return len(data)
         view = memoryview(data)
         for start in range(0, len(view), self._chunk):
             self._put(bytes(view[start : start + self._chunk]))

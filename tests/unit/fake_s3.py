@@ -111,6 +111,7 @@ class _Raw(io.BytesIO):
     def __init__(self, data: bytes, cut: int | None, mode: str) -> None:
         super().__init__(data)
         self.cut, self.mode = cut, mode
+        self.consumed = 0
 
     def read(self, n: int | None = -1) -> bytes:
         if self.cut is not None:
@@ -121,6 +122,11 @@ class _Raw(io.BytesIO):
             room = self.cut - self.tell()
             n = room if n is None or n < 0 else min(n, room)
         return super().read(n)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.consumed = self.tell()
+        super().close()
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(memoryview(b)))
@@ -154,6 +160,7 @@ class FakeS3:
         self.bucket_sse: dict[str, str] = {}
         self.uploads: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, Params]] = []
+        self.bodies: list[_Raw] = []
         self._hooks: list[_Hook] = []
         self._lock = threading.RLock()
         self._versions = itertools.count(1)
@@ -306,8 +313,7 @@ class FakeS3:
             if re.search(r"[\r\n]", f"{name}{value}"):  # what http.client refuses to send
                 raise ValueError(f"Invalid header value {value!r}")
 
-    @staticmethod
-    def _body(data: bytes, hooks: list[_Hook]) -> StreamingBody:
+    def _body(self, data: bytes, hooks: list[_Hook]) -> StreamingBody:
         cut, mode = None, "streaming"
         for hook in hooks:
             i = hook.kw.get("index", len(data))
@@ -316,7 +322,9 @@ class FakeS3:
             if hook.kind == "cut":
                 cut, mode = hook.kw["after"], hook.kw["mode"]
         body_type = _UnwrappedBody if mode == "protocol" else StreamingBody
-        return body_type(_Raw(data, cut, mode), len(data))
+        raw = _Raw(data, cut, mode)
+        self.bodies.append(raw)  # how far each body was read: raw.consumed, once closed
+        return body_type(raw, len(data))
 
     def _opaque(self) -> str:
         return uuid.uuid4().hex if self.kms_etags == "hex" else f"kms-{uuid.uuid4().hex[:20]}"

@@ -336,8 +336,8 @@ def test_get_small_empty_and_info(fake, clerk):
     fake.put_raw(B, "small", b"hello", metadata={"a": "b"}, content_type="text/plain")
     fake.put_raw(B, "empty", b"")
     assert clerk.get_object(B, "small") == b"hello"
-    assert clerk.get_object(B, "empty") == b""  # a Range on it is 416: asked again without
-    assert get_ranges(fake)[-1] is None
+    assert clerk.get_object(B, "empty") == b""
+    assert get_ranges(fake) == [None, None]
     info = clerk.get_object_info(B, "small")
     assert (info["content-length"], info["x-amz-meta-a"], info["content-type"]) == (
         "5",
@@ -357,12 +357,52 @@ def test_get_missing_object_and_bucket(fake, clerk):
     assert fake.count("GetObject") == 2
 
 
-def test_single_part_object_over_first_range_is_continued(fake, clerk):
-    data = os.urandom(10 * MiB)  # single-part ETag: read in order, first 8 MiB then the rest
+def test_small_get_is_one_unranged_request(fake, clerk):
+    fake.put_raw(B, "k", b"x" * 1000)
+    assert clerk.get_object(B, "k") == b"x" * 1000
+    assert fake.ops() == ["GetObject"]
+    assert get_ranges(fake) == [None]
+
+
+def test_large_single_part_object_is_one_unranged_get(fake, clerk):
+    data = os.urandom(10 * MiB)  # a single-part ETag (one MD5): read in order, one stream
     fake.put_raw(B, "k", data)
     assert clerk.get_object(B, "k") == data
-    assert get_ranges(fake) == [f"bytes=0-{8 * MiB - 1}", f"bytes={8 * MiB}-"]
-    assert fake.ops("GetObject")[1]["IfMatch"] == f'"{fake.obj(B, "k").etag}"'
+    assert get_ranges(fake) == [None]
+
+
+def _parts_5mib(size: int) -> list[str]:
+    return [f"bytes={start}-{min(start + 5 * MiB, size) - 1}" for start in range(0, size, 5 * MiB)]
+
+
+@pytest.mark.parametrize("concurrency", [2, 3, 8])
+def test_parallel_read_front_and_back_meet_reading_each_byte_once(fake, concurrency):
+    size = 47 * MiB + 3  # 10 parts of 5 MiB
+    data = os.urandom(size)
+    fake.put_raw(B, "k", data, part_size=5 * MiB, metadata=PARTS_5MIB)
+    clerk = make_clerk(fake, s3_download_config={"max_concurrency": concurrency})
+    assert clerk.get_object(B, "k") == data
+    first, *ranged = get_ranges(fake)
+    assert first is None  # the first GET asks for the whole object
+    parts = _parts_5mib(size)
+    # The workers took the last parts, each once; the first response read the others.
+    assert sorted(ranged, key=parts.index) == parts[len(parts) - len(ranged) :]
+    assert 1 <= len(parts) - len(ranged) < len(parts)
+    assert fake.bodies[0].consumed == (len(parts) - len(ranged)) * 5 * MiB  # not a byte more
+
+
+def test_parallel_read_front_cut_finishes_its_part_and_leaves_the_rest(fake):
+    size = 50 * MiB
+    data = os.urandom(size)
+    fake.put_raw(B, "k", data, part_size=5 * MiB, metadata=PARTS_5MIB)
+    clerk = make_clerk(fake, s3_download_config={"max_concurrency": 2})
+    fake.cut_next_get(5 * MiB + 123, when=lambda p: "Range" not in p)  # in the front's part 2
+    assert clerk.get_object(B, "k") == data
+    first, *ranged = get_ranges(fake)
+    assert first is None
+    assert f"bytes={5 * MiB + 123}-{10 * MiB - 1}" in ranged  # part 2 finished, pinned
+    assert len(ranged) == len(set(ranged)) == 9  # then no part twice
+    assert all(p["IfMatch"] for p in fake.ops("GetObject")[1:])
 
 
 @pytest.mark.parametrize("mode", ["streaming", "protocol", "short"])
