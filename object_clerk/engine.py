@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from object_clerk.checksums import full_object_checksum
 from object_clerk.errors import (
     ObjectClerkError,
     RequestRejectedError,
@@ -176,12 +177,17 @@ class Engine:
         ``nested``: called inside a retried unit, so a probe request is not retried itself.
         ``args``: the read's arguments, of which the :data:`REPEATED_ARGS` go with a probe.
         """
+        size = int(response.get("ContentLength") or 0)  # a read passes the object's size
+        etag = parse_etag(response.get("ETag"))
+        checksum = full_object_checksum(response)
+        if checksum is not None:
+            # A CRC of the whole content: it proves the bytes whatever the part layout or
+            # the encryption, so no layout needs finding.
+            return ObjectLayout(size, etag, (0,), True, f"full-object {checksum[0].name}", checksum)
         # The request's arguments count too: a store need not echo the SSE-C it applied.
         reason = etag_opacity([response, args])
-        etag = parse_etag(response.get("ETag"))
         if reason is not None or etag is None:
             return reason or f"the ETag {response.get('ETag')!r} is not an MD5"
-        size = int(response.get("ContentLength") or 0)  # a read passes the object's size
         if etag.parts is None:
             return ObjectLayout(size, etag, (0,), True, "single-part")
         parts = etag.parts

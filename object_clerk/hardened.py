@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import io
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -80,7 +81,16 @@ T = TypeVar("T")
 #: :mod:`object_clerk.verdict`, ``"pending"`` for a ``get_object`` body not yet read to
 #: its end, or ``"mismatch"`` for one that failed (its read raised).
 CallVerification = Literal[
-    "md5", "multipart-md5", "content-md5", "unverifiable", "skipped", "pending", "mismatch"
+    "md5",
+    "multipart-md5",
+    "content-md5",
+    "crc64nvme",
+    "crc32c",
+    "crc32",
+    "unverifiable",
+    "skipped",
+    "pending",
+    "mismatch",
 ]
 
 #: The key in ``ResponseMetadata`` under which a hardened call reports its verdict.
@@ -375,7 +385,7 @@ def _record_answer(
 def _run(
     s3_client: Any,
     operation: str,
-    kwargs: Mapping[str, Any],
+    kwargs: dict[str, Any],
     fn: Callable[[], T],
     *,
     on_error: Callable[[ObjectClerkError], None] | None = None,
@@ -387,6 +397,12 @@ def _run(
     engine = _engine(s3_client)
     body = kwargs.get("Body")
     start = _position(body)
+    if start:
+        # A file body that starts past 0 is sent through a window that starts at its
+        # position: botocore rewinds bodies to 0 (its retries; the awscrt signer, whenever
+        # awscrt is installed), which would send the bytes before it.
+        body = kwargs["Body"] = _Window(cast(IO[bytes], body), start)
+        start = 0
     rewindable = start is not None or body is None or isinstance(body, (bytes, bytearray, str))
     sent = False
 
@@ -415,6 +431,38 @@ def _run(
         if on_error is not None:
             on_error(exc)
         raise native(exc) from None
+
+
+class _Window(io.RawIOBase):
+    """The bytes of a seekable file from ``start`` on, as a file of their own: position 0
+    of the window is ``start`` of the file."""
+
+    def __init__(self, file: IO[bytes], start: int) -> None:
+        super().__init__()
+        self._file, self._start = file, start
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._file.read(-1 if size is None else size)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._file.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            return self._file.seek(self._start + max(offset, 0)) - self._start
+        return max(self._file.seek(offset, whence), self._start) - self._start
+
+    def tell(self) -> int:
+        return self._file.tell() - self._start
 
 
 def _keywords_only(name: str, args: tuple[Any, ...]) -> None:

@@ -12,6 +12,8 @@ The verdicts, weakest proof last:
 * ``"multipart-md5"``: its ETag equals the MD5-of-MD5s of the parts;
 * ``"content-md5"``: the server checked every body against the Content-MD5 sent with it,
   but its ETag is not an MD5 (SSE-KMS, SSE-C), so the ETag cannot add to that;
+* ``"crc64nvme"``, ``"crc32c"``, ``"crc32"``: a read whose response carried the object's
+  full-object checksum (:mod:`object_clerk.checksums`) was checked with it, not the ETag;
 * ``"unverifiable"``: nothing could prove the content; ``reason`` says why;
 * ``"skipped"``: the caller turned verification off.
 
@@ -21,10 +23,12 @@ A comparison that fails is a verdict too (``matched`` is False): the caller rais
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from object_clerk.checksums import Crc, CrcState
 from object_clerk.errors import ChecksumMismatchError
 from object_clerk.etag import EtagCalculator, ParsedEtag, multipart_etag, parse_etag
 
@@ -40,10 +44,21 @@ __all__ = [
     "settle_suspect",
 ]
 
-Verification = Literal["md5", "multipart-md5", "content-md5", "unverifiable", "skipped"]
+Verification = Literal[
+    "md5",
+    "multipart-md5",
+    "content-md5",
+    "crc64nvme",
+    "crc32c",
+    "crc32",
+    "unverifiable",
+    "skipped",
+]
 
 #: The verdicts that prove the stored or read bytes.
-VERIFIED: frozenset[Verification] = frozenset({"md5", "multipart-md5", "content-md5"})
+VERIFIED: frozenset[Verification] = frozenset(
+    {"md5", "multipart-md5", "content-md5", "crc64nvme", "crc32c", "crc32"}
+)
 
 #: Server-side encryption that makes the ETag something other than an MD5 of the content.
 OPAQUE_SSE = frozenset({"aws:kms", "aws:kms:dsse"})
@@ -185,41 +200,64 @@ class ObjectLayout:
 
     ``part_sizes`` holds one size when the layout is known (``authoritative``), or several
     candidates, likeliest first, when it was guessed. ``part_sizes == (0,)``: single-part.
+    ``checksum``: the object's full-object CRC and its expected value, which proves the
+    bytes whatever the layout; ``etag`` is then None when the ETag is no MD5.
     """
 
     size: int
-    etag: ParsedEtag
+    etag: ParsedEtag | None
     part_sizes: tuple[int, ...]
     authoritative: bool
     source: str
+    checksum: tuple[Crc, str] | None = None
 
 
 class ReadVerifier:
-    """Checks the bytes of one read against the ETag of the response they came with.
+    """Checks the bytes of one read against the ETag (or the full-object checksum) of the
+    response they came with.
 
     Free of I/O and threads (h11's style): feed it the bytes in order with :meth:`update`,
-    or the digests of whole parts read in parallel with :meth:`set_part_digests`, then ask
-    :meth:`verdict`. ``layout`` is None when verification is off, or the reason the ETag
-    cannot prove the content.
+    or hash parts read in parallel with :meth:`part_hasher` and hand the hashers back in
+    order with :meth:`set_parts`, then ask :meth:`verdict`. ``layout`` is None when
+    verification is off, or the reason the ETag cannot prove the content.
     """
 
     def __init__(self, layout: ObjectLayout | str | None, *, verify: bool) -> None:
         self.layout = layout
         self.verify = verify
+        known = layout if verify and isinstance(layout, ObjectLayout) else None
+        self._crc = CrcState(known.checksum[0]) if known and known.checksum else None
         self._calculators = (
-            [EtagCalculator(size) for size in layout.part_sizes]
-            if verify and isinstance(layout, ObjectLayout)
-            else []
+            [EtagCalculator(size) for size in known.part_sizes] if known and not self._crc else []
         )
-        self._part_digests: list[bytes] | None = None
+        self._parts: list[Any] | None = None
+
+    @property
+    def parallel_parts(self) -> bool:
+        """Whether parts read in parallel can be verified: a known layout (their MD5s make
+        the ETag) or a checksum whose part CRCs combine."""
+        layout = self.layout
+        if not isinstance(layout, ObjectLayout):
+            return not self.verify
+        if layout.checksum is not None:
+            return layout.checksum[0].combine is not None
+        return layout.authoritative and layout.etag is not None and (layout.etag.parts or 0) > 1
 
     def update(self, chunk: bytes | bytearray | memoryview) -> None:
+        if self._crc is not None:
+            self._crc.update(chunk)
         for calculator in self._calculators:
             calculator.update(chunk)
 
-    def set_part_digests(self, digests: list[bytes]) -> None:
-        """The MD5 digests of the parts, in order, in the layout's (single) part size."""
-        self._part_digests = digests
+    def part_hasher(self) -> Any:
+        """A hasher for one part read in parallel (``update(chunk)``)."""
+        if self._crc is not None:
+            return CrcState(self._crc.crc)
+        return hashlib.md5(usedforsecurity=False)
+
+    def set_parts(self, hashers: list[Any]) -> None:
+        """The parts' hashers, in order (see :meth:`part_hasher`)."""
+        self._parts = hashers
 
     def verdict(self) -> Verdict:
         layout = self.layout
@@ -227,8 +265,22 @@ class ReadVerifier:
             return judge(verify=False, etag=None)
         if not isinstance(layout, ObjectLayout):
             return Verdict("unverifiable", layout or "the object's ETag cannot prove it")
-        if self._part_digests is not None:
-            computed = [multipart_etag(self._part_digests)]
+        if layout.checksum is not None and self._crc is not None:
+            crc, expected = layout.checksum
+            total = self._crc
+            if self._parts is not None:
+                total = CrcState(crc)
+                for part in self._parts:
+                    total.then(part)
+            actual = total.encoded()
+            return Verdict(
+                crc.name,
+                expected=expected,
+                actual=actual,
+                matched=actual == expected,
+            )
+        if self._parts is not None:
+            computed = [multipart_etag(part.digest() for part in self._parts)]
         else:
             computed = [calculator.etag() for calculator in self._calculators]
         return judge(

@@ -13,9 +13,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from botocore.compat import HAS_CRT
 
 from tests.drop_in import fault_table
-from tests.drop_in.pipeline import make_client, run
+from tests.drop_in.pipeline import WrongBytes, make_client, run
 from tests.faults.proxy import FaultProxy
 from tests.servers import Backend
 
@@ -34,6 +35,12 @@ def test_the_pipeline_runs_unchanged_with_either_client(kind: str, backend: Back
     bucket = f"pipeline-{uuid.uuid4().hex[:12]}"
     backend.raw().create_bucket(Bucket=bucket)
     backend.buckets.append(bucket)
+    if kind == "boto3" and HAS_CRT:
+        # With awscrt installed, botocore signs with CRT, which rewinds a file body to 0:
+        # raw boto3 stores the 8 bytes before put_object's body too, with no fault at all.
+        with pytest.raises(WrongBytes, match="/put holds other bytes"):
+            run(s3, backend.raw(), bucket)
+        return
     run(s3, backend.raw(), bucket)
 
 

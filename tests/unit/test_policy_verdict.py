@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 
-from object_clerk import ChecksumMismatchError
+from object_clerk import ChecksumMismatchError, checksums
 from object_clerk.etag import EtagCalculator, MiB, multipart_etag, parse_etag
 from object_clerk.verdict import ObjectLayout, ReadVerifier, etag_opacity, judge
 
@@ -97,9 +98,12 @@ def test_read_verifier_sequential_and_parallel() -> None:
         verifier.update(data[start : start + 777_777])
     assert verifier.verdict().kind == "multipart-md5"
     parallel = ReadVerifier(layout, verify=True)
-    parallel.set_part_digests(
-        [hashlib.md5(data[i : i + 5 * MiB]).digest() for i in range(0, len(data), 5 * MiB)]
-    )
+    assert parallel.parallel_parts
+    hashers = []
+    for i in range(0, len(data), 5 * MiB):
+        hashers.append(parallel.part_hasher())
+        hashers[-1].update(data[i : i + 5 * MiB])
+    parallel.set_parts(hashers)
     assert parallel.verdict().verified
     damaged = ReadVerifier(layout, verify=True)
     damaged.update(data[:-1] + b"\0")
@@ -109,3 +113,47 @@ def test_read_verifier_sequential_and_parallel() -> None:
 def test_read_verifier_reasons() -> None:
     assert ReadVerifier("encrypted", verify=True).verdict().reason == "encrypted"
     assert ReadVerifier(None, verify=False).verdict().kind == "skipped"
+
+
+def _crc_layout(data: bytes, name: str) -> ObjectLayout:
+    crc = checksums.ALGORITHMS[name]
+    response = {crc.field: crc.encode(crc.update(data, 0)), "ChecksumType": "FULL_OBJECT"}
+    found = checksums.full_object_checksum(response)
+    assert found is not None
+    return ObjectLayout(len(data), None, (0,), True, "test", found)
+
+
+@pytest.mark.parametrize("name", sorted(checksums.ALGORITHMS))
+def test_read_verifier_full_object_checksum(name: str) -> None:
+    """A full-object CRC proves bytes fed in order, or parts read apart and combined, and
+    names itself in the verdict; one flipped byte fails it."""
+    data = os.urandom(3 * MiB + 5)
+    layout = _crc_layout(data, name)
+    verifier = ReadVerifier(layout, verify=True)
+    for start in range(0, len(data), 333_333):
+        verifier.update(data[start : start + 333_333])
+    verdict = verifier.verdict()
+    assert (verdict.kind, verdict.verified) == (name, True)
+    damaged = ReadVerifier(layout, verify=True)
+    damaged.update(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    assert not damaged.verdict().matched
+    assert damaged.verdict().kind == name
+    parallel = ReadVerifier(layout, verify=True)
+    if not parallel.parallel_parts:  # zlib's CRC32 has no combine: read in order
+        assert checksums.ALGORITHMS[name].combine is None
+        return
+    hashers = []
+    for start in range(0, len(data), MiB):
+        hashers.append(parallel.part_hasher())
+        hashers[-1].update(data[start : start + MiB])
+    parallel.set_parts(hashers)
+    assert parallel.verdict().verified
+
+
+def test_only_full_object_checksums_prove_a_read() -> None:
+    crc = checksums.ALGORITHMS["crc32"]
+    value = crc.encode(crc.update(b"abc", 0))
+    assert checksums.full_object_checksum({crc.field: value}) == (crc, value)
+    assert checksums.full_object_checksum({crc.field: value, "ChecksumType": "COMPOSITE"}) is None
+    assert checksums.full_object_checksum({crc.field: f"{value}-3"}) is None  # composite
+    assert checksums.full_object_checksum({"ChecksumSHA256": "x" * 44}) is None  # not a CRC
