@@ -161,6 +161,12 @@ def main() -> int:
                 print(render_row(row), flush=True)
         md5_mbs, calc_mbs = etag_speed()
         raw_ms, clerk_ms = small_get_latency(clerk, raw, bucket)
+        from bench import reads  # it imports this module
+
+        read_sizes = [size for size in sizes if size > MiB] or [64 * MiB]
+        verified_reads = reads.report(
+            read_sizes, 9 if max(read_sizes) <= 64 * MiB else 5, 300, work
+        )
     finally:
         for entry in clerk.list_objects(bucket, 1000):
             raw.delete_object(Bucket=bucket, Key=entry["Key"])
@@ -170,6 +176,10 @@ def main() -> int:
             subprocess.run(["bash", str(ROOT / "scripts" / "ceph-rgw.sh"), "down"], check=False)
     print()
     print(report(rows, md5_mbs, calc_mbs, raw_ms, clerk_ms, use_rclone))
+    print()
+    print("Verified reads against the best verified raw boto3 read (bench/reads.py):")
+    print()
+    print(verified_reads)
     return 0
 
 
