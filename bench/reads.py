@@ -8,6 +8,9 @@ For each size, one object uploaded by the clerk (so its part layout is recorded)
 * raw boto3 ``get_object()["Body"].read()``, unverified: the ceiling;
 * raw boto3, streamed in 1 MiB chunks with ``hashlib.md5`` on each: a verified read;
 * raw boto3, one ranged GET per part on 8 threads, MD5 per part: the other verified read;
+* raw boto3 ``read()`` then MD5 of the result, and the stream + MD5 written to a file: the
+  least a verified ``get_object`` and a verified download do (they must hold or write the
+  bytes, which the stream + MD5 row does not);
 * the clerk's ``get_object``, ``download_object`` (to a file) and ``iter_object``.
 
 The rows run interleaved, one repetition of each in turn, so the machine's noise falls on
@@ -106,6 +109,8 @@ def read_rows(
             "raw ranged GET per part, md5, 8 threads",
             lambda: raw_ranged_md5(raw, pool, bucket, key, size),
         ),
+        Row("raw get_object().read(), then md5 of it", lambda: raw_read_md5(raw, bucket, key)),
+        Row("raw stream + md5 per 1 MiB, to a file", lambda: raw_to_file(raw, bucket, key, out)),
         Row("clerk get_object", lambda: clerk.get_object(bucket, key)),
         Row("clerk download_object", lambda: clerk.download_object(bucket, key, out)),
         Row(
@@ -140,6 +145,21 @@ def read_rows(
             f" | {speed[row.name] / best:.2f} | {cpu:.2f} |"
         )
     return lines
+
+
+def raw_read_md5(raw: Any, bucket: str, key: str) -> str:
+    """What a verified get_object must do at least: the object in memory, and its MD5."""
+    return hashlib.md5(raw_read(raw, bucket, key), usedforsecurity=False).hexdigest()
+
+
+def raw_to_file(raw: Any, bucket: str, key: str, out: Path) -> str:
+    """What a verified download to a file must do at least (written, not yet fsynced)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with out.open("wb") as handle:
+        for chunk in raw.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(MiB):
+            digest.update(chunk)
+            handle.write(chunk)
+    return digest.hexdigest()
 
 
 def raw_read(raw: Any, bucket: str, key: str) -> bytes:
@@ -223,6 +243,14 @@ def checksum_rows(rounds: int, size: int = 64 * MiB) -> list[str]:
             Row("raw get_object(ChecksumMode=ENABLED).read()", raw_checked),
             Row(
                 "clerk get_object (verified by CRC64NVME)", lambda: clerk.get_object("bench", "crc")
+            ),
+            Row(
+                "clerk iter_object (verified by CRC64NVME)",
+                lambda: sum(len(chunk) for chunk in clerk.iter_object("bench", "crc")),
+            ),
+            Row(
+                "raw download_fileobj (ranged GETs in parallel), unverified",
+                lambda: raw.download_fileobj("bench", "crc", io.BytesIO()),
             ),
         ]
         for row in rows:

@@ -440,6 +440,7 @@ class _Window(io.RawIOBase):
     def __init__(self, file: IO[bytes], start: int) -> None:
         super().__init__()
         self._file, self._start = file, start
+        file.seek(start)
 
     def readable(self) -> bool:
         return True

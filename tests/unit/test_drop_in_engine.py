@@ -3,6 +3,7 @@ unknown part layout, progress callbacks, and the clerk's copy arguments."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from typing import Any
 
@@ -132,3 +133,19 @@ def test_progress_of_a_stream_download_is_not_taken_back(fake: FakeS3, clerk: Ob
     with pytest.warns(UnverifiableObjectWarning):
         reads.download(clerk._engine, BUCKET, "k", out, verify=True, progress=Progress(seen.append))
     assert bytes(out.data) == data and sum(seen) == len(data) and min(seen) > 0
+
+
+def test_a_body_past_offset_zero_is_sent_through_a_window_that_starts_there() -> None:
+    """botocore rewinds a body to 0 (its retries, and its awscrt signer whenever awscrt is
+    installed): through the window, 0 is where the caller's file stood."""
+    from object_clerk.hardened import _Window
+
+    file = io.BytesIO(b"HEADER--payload")
+    window = _Window(file, 8)
+    assert (window.tell(), window.read(), window.tell()) == (0, b"payload", 7)
+    assert window.seek(0) == 0 and window.read(3) == b"pay"
+    assert window.seek(0, io.SEEK_END) == 7  # botocore's length probe
+    assert window.seek(-100, io.SEEK_END) == 0  # never before the window's start
+    buffer = bytearray(4)
+    window.seek(0)
+    assert window.readinto(buffer) == 4 and bytes(buffer) == b"payl"
