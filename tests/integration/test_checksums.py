@@ -67,9 +67,7 @@ def put_with_checksum(backend: Backend, bucket: str, key: str, data: bytes, name
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
-def test_single_part_object_is_proven_by_its_crc(
-    moto: Backend, name: str, tmp_path: Path
-) -> None:
+def test_single_part_object_is_proven_by_its_crc(moto: Backend, name: str, tmp_path: Path) -> None:
     bucket = moto.new_bucket()
     data = payload(300_000)
     moto.raw().put_object(Bucket=bucket, Key="k", Body=data, ChecksumAlgorithm=S3_NAMES[name])
