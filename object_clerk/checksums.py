@@ -74,8 +74,14 @@ def full_object_checksum(response: Mapping[str, Any]) -> tuple[Crc, str] | None:
         return None
     for crc in ALGORITHMS.values():
         value = response.get(crc.field)
-        if isinstance(value, str) and value and "-" not in value:
-            return crc, value
+        if not isinstance(value, str) or "-" in value:
+            continue
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError:
+            continue
+        if len(raw) == crc.width:  # kept in its canonical encoding, compared as such
+            return crc, crc.encode(int.from_bytes(raw, "big"))
     return None
 
 

@@ -78,6 +78,8 @@ class TransferResult:
     * ``"multipart-md5"``: its ETag equals the MD5-of-MD5s of the parts;
     * ``"content-md5"``: the server checked every body against its Content-MD5, but the ETag
       is not an MD5 (SSE-KMS, SSE-C), so it could not be compared;
+    * ``"crc64nvme"``, ``"crc32c"``, ``"crc32"``: a read checked by the full-object checksum
+      the store keeps;
     * ``"unverifiable"``: nothing could prove the content (a warning was issued);
     * ``"skipped"``: ``verify_checksum=False``.
 
@@ -170,16 +172,20 @@ class Engine:
         *,
         nested: bool = False,
         args: Mapping[str, Any] = {},
+        checksums: bool = False,
     ) -> ObjectLayout | str:
         """The part layout of the object a GET/HEAD ``response`` describes.
 
         Returns a reason string instead when the ETag cannot prove the content at all.
         ``nested``: called inside a retried unit, so a probe request is not retried itself.
         ``args``: the read's arguments, of which the :data:`REPEATED_ARGS` go with a probe.
+        ``checksums``: ``response`` answered a whole-object GET that asked for its checksum,
+        so a full-object CRC in it proves the content. Never a HEAD's: moto's HEAD drops a
+        composite checksum's ``-N``, and other stores send checksums unasked.
         """
         size = int(response.get("ContentLength") or 0)  # a read passes the object's size
         etag = parse_etag(response.get("ETag"))
-        checksum = full_object_checksum(response)
+        checksum = full_object_checksum(response) if checksums else None
         if checksum is not None:
             # A CRC of the whole content: it proves the bytes whatever the part layout or
             # the encryption, so no layout needs finding.

@@ -93,7 +93,10 @@ def read(
     is told the bytes written, and told to rewind when the read starts over.
     """
     state = _ReadState()
-    state.extra = dict(extra)
+    # The caller's ChecksumMode goes with the first GET only: a continuation or a part is
+    # a range, whose body botocore would check against the whole object's checksum.
+    state.extra = {name: value for name, value in extra.items() if name != "ChecksumMode"}
+    checksum_mode = extra.get("ChecksumMode") or ("ENABLED" if verify else None)
     state.progress = progress or Progress(None)
 
     def get() -> dict[str, Any]:
@@ -104,7 +107,8 @@ def read(
         if state.etag is None:
             # Where the store keeps a full-object checksum, it comes back and proves the
             # bytes for a tenth of an MD5's cost; stores that keep none ignore the header.
-            params.setdefault("ChecksumMode", "ENABLED")
+            if checksum_mode:
+                params["ChecksumMode"] = checksum_mode
         else:
             params["IfMatch"] = state.etag
             if state.offset:
@@ -226,10 +230,13 @@ def _restart(state: _ReadState, sink: Sink, error: BaseException | None) -> None
 
 
 def _drain(engine: Engine, body: Any, sink: Sink, state: _ReadState) -> None:
+    """Read the body in order up to the object's size. It stops there, before the empty read
+    at which botocore would check a ``ChecksumMode`` checksum a second time: the verifier
+    checks the same one, and a failure raised after the last byte would resume past it."""
     chunk_size = engine.transfer.io_chunksize
     verifier = state.verifier
-    while True:
-        chunk = body.read(chunk_size)
+    while state.offset < state.size:
+        chunk = body.read(min(chunk_size, state.size - state.offset))
         if not chunk:
             return
         verifier.update(chunk)
@@ -320,9 +327,14 @@ def _read_parts(
 
     def front() -> None:
         stream, part = [first_body], first
-        while part is not None:
-            fetch(*parts[part], stream)
-            part = claims.front() if stream[0] is not None else None
+        try:
+            while part is not None:
+                fetch(*parts[part], stream)
+                # A cut stream's part was finished by a ranged GET: the rest is the workers'.
+                part = claims.front() if stream[0] is first_body else None
+        finally:
+            if stream[0] is not None:
+                stream[0].close()  # where the front stopped: its connection is not kept
 
     def back(part: int) -> None:
         stream: list[Any] = [None]
@@ -423,7 +435,9 @@ class _ReadState:
         if not verify:
             verifier = ReadVerifier(None, verify=False)
         else:
-            layout = engine.discover_layout(bucket, key, response, nested=True, args=self.extra)
+            layout = engine.discover_layout(
+                bucket, key, response, nested=True, args=self.extra, checksums=True
+            )
             verifier = ReadVerifier(layout, verify=True)
             if isinstance(layout, str):
                 # Said before the bytes are read: in strict mode, nothing is read for nothing.

@@ -387,7 +387,11 @@ def load_settings(**overrides: Any) -> ClerkSettings:
     Raises:
         ConfigurationError: naming the variable whose value is invalid.
     """
-    unknown = sorted(set(overrides) - set(ClerkSettings.model_fields))
+    known = set(ClerkSettings.model_fields)
+    for info in ClerkSettings.model_fields.values():
+        alias = info.validation_alias
+        known.update(a for a in getattr(alias, "choices", [alias]) if isinstance(a, str))
+    unknown = sorted(set(overrides) - known)
     if unknown:
         # The environment may hold anything; an argument naming no setting is a mistake.
         raise ConfigurationError(

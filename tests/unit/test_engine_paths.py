@@ -397,7 +397,10 @@ def test_parallel_read_front_cut_finishes_its_part_and_leaves_the_rest(fake):
     fake.put_raw(B, "k", data, part_size=5 * MiB, metadata=PARTS_5MIB)
     clerk = make_clerk(fake, s3_download_config={"max_concurrency": 2})
     fake.cut_next_get(5 * MiB + 123, when=lambda p: "Range" not in p)  # in the front's part 2
+    retries: list[object] = []
+    clerk.retrier.on_retry = retries.append
     assert clerk.get_object(B, "k") == data
+    assert len(retries) == 1  # the cut, and nothing read from the finished ranged body
     first, *ranged = get_ranges(fake)
     assert first is None
     assert f"bytes={5 * MiB + 123}-{10 * MiB - 1}" in ranged  # part 2 finished, pinned
