@@ -65,8 +65,9 @@ def test_large_get_reads_parts_in_parallel_aligned_and_pinned(
         f"bytes={2 * PART}-{3 * PART - 1}",
         f"bytes={3 * PART}-{len(data) - 1}",
     ]
-    # The workers took the parts from the back, each once, until they met the front.
-    assert got[1] == expected[-1]
+    # The workers took the parts from the back, each once, until they met the front (in
+    # whatever order their threads happened to send them).
+    assert got[1:]
     assert sorted(got[1:]) == sorted(expected[len(expected) - len(got[1:]) :])
     pins = {h.get("If-Match") for op, h in log.headers if op == "GetObject"} - {None}
     assert pins == {f'"{up.etag}"'}
