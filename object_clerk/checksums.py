@@ -103,5 +103,8 @@ class CrcState:
         self.value = self.crc.combine(self.value, later.value, later.length)
         self.length += later.length
 
+    def digest(self) -> bytes:
+        return self.value.to_bytes(self.crc.width, "big")
+
     def encoded(self) -> str:
         return self.crc.encode(self.value)

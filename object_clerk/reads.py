@@ -52,10 +52,11 @@ from object_clerk.sinks import (
     DiskFileSink,
     FileSink,
     IOContext,
+    PositionalSink,
     Sink,
     StreamSink,
 )
-from object_clerk.verdict import ObjectLayout, ReadVerifier, Verdict, settle_suspect
+from object_clerk.verdict import ObjectLayout, PartHasher, ReadVerifier, Verdict, settle_suspect
 
 __all__ = [
     "BytesSink",
@@ -270,11 +271,12 @@ def _read_parts(
     etag = state.etag
     assert etag is not None
     io_chunk = engine.transfer.io_chunksize
-    write_at: Callable[[int, memoryview | bytes], None] = sink.write_at  # type: ignore[attr-defined]
+    assert isinstance(sink, PositionalSink)
+    write_at = sink.write_at
     stop = threading.Event()
     parts = list(PartLayout(state.size, state.part_size).parts())
     claims = _Claims(len(parts))
-    hashers: dict[int, Any] = {}
+    hashers: dict[int, PartHasher] = {}
 
     def fetch(number: int, offset: int, length: int, stream: list[Any]) -> None:
         """Read one part, from ``stream[0]`` while it lasts (left open for the next part),
@@ -429,7 +431,7 @@ class _ReadState:
         big = (
             size >= settings.download_threshold
             and settings.download_concurrency > 1
-            and callable(getattr(sink, "write_at", None))
+            and isinstance(sink, PositionalSink)
         )
         parallel, part_size, reported = False, 0, False
         if not verify:

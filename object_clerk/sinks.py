@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, Protocol, runtime_checkable
 
 from object_clerk.errors import local_io
 
@@ -29,6 +29,7 @@ __all__ = [
     "DiskFileSink",
     "FileSink",
     "IOContext",
+    "PositionalSink",
     "Sink",
     "StreamSink",
 ]
@@ -45,6 +46,14 @@ class Sink(Protocol):
     def reset(self) -> None: ...
 
     def presize(self, size: int) -> None: ...
+
+
+@runtime_checkable
+class PositionalSink(Sink, Protocol):
+    """A sink whose ``write_at(offset, data)`` writes each chunk where it belongs, safe from
+    several threads at once for ranges that do not overlap: parallel reads need one."""
+
+    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None: ...
 
 
 class CannotRestart(Exception):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from object_clerk.checksums import Crc, CrcState
 from object_clerk.errors import ChecksumMismatchError
@@ -212,6 +212,14 @@ class ObjectLayout:
     checksum: tuple[Crc, str] | None = None
 
 
+class PartHasher(Protocol):
+    """What hashes one part read in parallel: an MD5, or a running CRC."""
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
 class ReadVerifier:
     """Checks the bytes of one read against the ETag (or the full-object checksum) of the
     response they came with.
@@ -230,7 +238,7 @@ class ReadVerifier:
         self._calculators = (
             [EtagCalculator(size) for size in known.part_sizes] if known and not self._crc else []
         )
-        self._parts: list[Any] | None = None
+        self._parts: list[PartHasher] | None = None
 
     @property
     def parallel_parts(self) -> bool:
@@ -249,13 +257,13 @@ class ReadVerifier:
         for calculator in self._calculators:
             calculator.update(chunk)
 
-    def part_hasher(self) -> Any:
+    def part_hasher(self) -> PartHasher:
         """A hasher for one part read in parallel (``update(chunk)``)."""
         if self._crc is not None:
             return CrcState(self._crc.crc)
         return hashlib.md5(usedforsecurity=False)
 
-    def set_parts(self, hashers: list[Any]) -> None:
+    def set_parts(self, hashers: list[PartHasher]) -> None:
         """The parts' hashers, in order (see :meth:`part_hasher`)."""
         self._parts = hashers
 
@@ -271,6 +279,7 @@ class ReadVerifier:
             if self._parts is not None:
                 total = CrcState(crc)
                 for part in self._parts:
+                    assert isinstance(part, CrcState)
                     total.then(part)
             actual = total.encoded()
             return Verdict(
