@@ -168,10 +168,11 @@ def read(
         if not verdict.matched:
             layout = state.verifier.layout
             source = layout.source if isinstance(layout, ObjectLayout) else "?"
+            proof = "checksum" if isinstance(layout, ObjectLayout) and layout.checksum else "ETag"
             error = verdict.mismatch(
                 "two reads of the object differ and neither matches its ETag"
                 if verdict.suspect
-                else f"the bytes read do not match the object's ETag (layout: {source})",
+                else f"the bytes read do not match the object's {proof} (layout: {source})",
                 operation="GetObject",
                 bucket=bucket,
                 key=key,

@@ -141,3 +141,4 @@ def test_a_part_damaged_on_every_read_raises_naming_the_crc(
         clerk.get_object(bucket, "k")
     assert info.value.algorithm == "crc64nvme"
     assert info.value.expected != info.value.actual
+    assert "do not match the object's checksum (layout: full-object crc64nvme)" in str(info.value)
