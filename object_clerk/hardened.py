@@ -64,7 +64,7 @@ from object_clerk.etag import multipart_etag, parse_etag
 from object_clerk.retry import Retrier, RetryEvent, is_retryable
 from object_clerk.runner import Progress
 from object_clerk.settings import ClerkSettings, TransferSettings, load_settings
-from object_clerk.verdict import ReadVerifier, judge, settle_suspect
+from object_clerk.verdict import ReadVerifier, Verification, judge, settle_suspect
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -80,18 +80,7 @@ T = TypeVar("T")
 #: What ``ResponseMetadata["ObjectClerk"]["Verification"]`` holds: a verdict of
 #: :mod:`object_clerk.verdict`, ``"pending"`` for a ``get_object`` body not yet read to
 #: its end, or ``"mismatch"`` for one that failed (its read raised).
-CallVerification = Literal[
-    "md5",
-    "multipart-md5",
-    "content-md5",
-    "crc64nvme",
-    "crc32c",
-    "crc32",
-    "unverifiable",
-    "skipped",
-    "pending",
-    "mismatch",
-]
+CallVerification = Literal[Verification, "pending", "mismatch"]
 
 #: The key in ``ResponseMetadata`` under which a hardened call reports its verdict.
 METADATA_KEY = "ObjectClerk"
