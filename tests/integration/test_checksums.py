@@ -66,6 +66,14 @@ def put_with_checksum(backend: Backend, bucket: str, key: str, data: bytes, name
     )
 
 
+def crc_object(backend: Backend) -> tuple[str, bytes]:
+    """A bucket holding "k": a 5-part object boto3 uploaded with a full-object CRC64NVME."""
+    bucket = backend.new_bucket()
+    data = payload(4 * PART + 77)
+    put_with_checksum(backend, bucket, "k", data, "crc64nvme")
+    return bucket, data
+
+
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_single_part_object_is_proven_by_its_crc(moto: Backend, name: str, tmp_path: Path) -> None:
     bucket = moto.new_bucket()
@@ -84,9 +92,7 @@ def test_multipart_full_object_crc_reads_in_parallel_without_a_layout(
 ) -> None:
     """A boto3-uploaded CRC64NVME multipart object: no layout probe (the CRC covers the
     whole content), parts read in parallel and their CRCs combined."""
-    bucket = moto.new_bucket()
-    data = payload(4 * PART + 77)
-    put_with_checksum(moto, bucket, "k", data, "crc64nvme")
+    bucket, data = crc_object(moto)
     clerk = clerk_for(moto.endpoint, moto)
     log = RequestLog(clerk.client)
     result = clerk.download_object(bucket, "k", tmp_path / "k")
@@ -118,9 +124,7 @@ def test_ceph_keeps_no_checksum_so_the_etag_proves_the_read(ceph_any: Backend) -
 def test_a_part_damaged_in_transit_fails_the_crc_and_is_read_again(
     moto: Backend, moto_proxy: FaultProxy
 ) -> None:
-    bucket = moto.new_bucket()
-    data = payload(4 * PART + 77)
-    put_with_checksum(moto, bucket, "k", data, "crc64nvme")
+    bucket, data = crc_object(moto)
     clerk = clerk_for(moto_proxy.endpoint, moto)
     moto_proxy.add(Rule(Fault.FLIP_RESPONSE, method="GET", key="k", nth=2))  # a part GET
     assert clerk.get_object(bucket, "k") == data
@@ -131,11 +135,9 @@ def test_a_part_damaged_in_transit_fails_the_crc_and_is_read_again(
 def test_a_part_damaged_on_every_read_raises_naming_the_crc(
     moto: Backend, moto_proxy: FaultProxy
 ) -> None:
-    bucket = moto.new_bucket()
-    data = payload(4 * PART + 77)
-    put_with_checksum(moto, bucket, "k", data, "crc64nvme")
+    bucket, _ = crc_object(moto)
     clerk = clerk_for(moto_proxy.endpoint, moto)
-    # Every ranged GET of the last part (the workers take it first) is damaged.
+    # Every GET after the first is damaged: the parts from the back, and every re-read.
     moto_proxy.add(Rule(Fault.FLIP_RESPONSE, method="GET", key="k", nth=2, times=-1))
     with pytest.raises(ChecksumMismatchError) as info:
         clerk.get_object(bucket, "k")
