@@ -50,7 +50,7 @@ import boto3
 from botocore.config import Config
 
 from bench.one import raw_client
-from bench.run import SIZES, start_ceph
+from bench.run import SIZES, clerk_environment, start_ceph
 from object_clerk import ObjectClerk
 
 MiB = 1024 * 1024
@@ -75,6 +75,15 @@ def timed(row: Row) -> None:
     row.run()
     row.seconds.append(time.perf_counter() - started)
     row.cpu.append(cpu_seconds() - cpu)
+
+
+def interleaved(rows: list[Row], rounds: int) -> None:
+    """One warm-up run of each row, then ``rounds`` timed runs of each in turn."""
+    for row in rows:
+        row.run()
+    for _ in range(rounds):
+        for row in rows:
+            timed(row)
 
 
 def raw_stream_md5(raw: Any, bucket: str, key: str) -> str:
@@ -119,11 +128,7 @@ def read_rows(
         ),
     ]
     try:
-        for row in rows:  # warm the connections
-            row.run()
-        for _ in range(rounds):
-            for row in rows:
-                timed(row)
+        interleaved(rows, rounds)
     finally:
         pool.shutdown()
         clerk.client.delete_object(Bucket=bucket, Key=key)
@@ -253,11 +258,7 @@ def checksum_rows(rounds: int, size: int = 64 * MiB) -> list[str]:
                 lambda: raw.download_fileobj("bench", "crc", io.BytesIO()),
             ),
         ]
-        for row in rows:
-            row.run()
-        for _ in range(rounds):
-            for row in rows:
-                timed(row)
+        interleaved(rows, rounds)
     finally:
         server.terminate()
         server.wait()
@@ -320,12 +321,7 @@ def main() -> None:
     parser.add_argument("--small-rounds", type=int, default=300)
     args = parser.parse_args()
     env, _ = start_ceph()
-    os.environ.update(
-        OBJECT_CLERK_ENDPOINT_URL=env["CEPH_RGW_ENDPOINT"],
-        OBJECT_CLERK_ACCESS_KEY=env["CEPH_RGW_ACCESS_KEY"],
-        OBJECT_CLERK_SECRET_KEY=env["CEPH_RGW_SECRET_KEY"],
-        OBJECT_CLERK_REGION="us-east-1",
-    )
+    os.environ.update(clerk_environment(env))
     with tempfile.TemporaryDirectory(prefix="object-clerk-bench-") as work:
         sizes = [SIZES[name] for name in args.sizes.split(",")]
         print(report(sizes, args.rounds, args.small_rounds, Path(work)))

@@ -48,6 +48,16 @@ def start_ceph() -> tuple[dict[str, str], bool]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line), not running
 
 
+def clerk_environment(env: dict[str, str]) -> dict[str, str]:
+    """The OBJECT_CLERK_* variables that point a clerk at the Ceph ``start_ceph`` started."""
+    return {
+        "OBJECT_CLERK_ENDPOINT_URL": env["CEPH_RGW_ENDPOINT"],
+        "OBJECT_CLERK_ACCESS_KEY": env["CEPH_RGW_ACCESS_KEY"],
+        "OBJECT_CLERK_SECRET_KEY": env["CEPH_RGW_SECRET_KEY"],
+        "OBJECT_CLERK_REGION": "us-east-1",
+    }
+
+
 def server_cpu_seconds() -> float:
     """CPU seconds used so far by the Ceph daemons the project's script started."""
     default = Path(os.environ.get("TMPDIR", "/tmp")) / "object-clerk-ceph"
@@ -119,10 +129,7 @@ def main() -> int:
     sizes = [SIZES[name] for name in args.sizes.split(",")]
     env, started = start_ceph()
     os.environ.update(
-        OBJECT_CLERK_ENDPOINT_URL=env["CEPH_RGW_ENDPOINT"],
-        OBJECT_CLERK_ACCESS_KEY=env["CEPH_RGW_ACCESS_KEY"],
-        OBJECT_CLERK_SECRET_KEY=env["CEPH_RGW_SECRET_KEY"],
-        OBJECT_CLERK_REGION="us-east-1",
+        clerk_environment(env),
         RCLONE_CONFIG_OC_TYPE="s3",
         RCLONE_CONFIG_OC_PROVIDER="Ceph",
         RCLONE_CONFIG_OC_ENDPOINT=env["CEPH_RGW_ENDPOINT"],
