@@ -19,7 +19,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ALGORITHMS", "Crc", "CrcName", "CrcState", "full_object_checksum"]
+__all__ = [
+    "ALGORITHMS",
+    "Crc",
+    "CrcName",
+    "CrcState",
+    "full_object_checksum",
+    "stored_checksum",
+]
 
 CrcName = Literal["crc64nvme", "crc32c", "crc32"]
 
@@ -39,8 +46,17 @@ class Crc:
     update: Callable[[Any, int], int]
     combine: Callable[[int, int, int], int] | None
 
+    @property
+    def algorithm(self) -> str:
+        """S3's name for it, as ``ChecksumAlgorithm`` takes it: "CRC64NVME"."""
+        return self.name.upper()
+
     def encode(self, value: int) -> str:
         return base64.b64encode(value.to_bytes(self.width, "big")).decode("ascii")
+
+    def of(self, data: bytes | bytearray | memoryview) -> str:
+        """The base64 checksum of ``data``, as S3 sends it."""
+        return self.encode(self.update(data, 0))
 
 
 def _algorithms() -> dict[str, Crc]:
@@ -70,19 +86,28 @@ ALGORITHMS: dict[str, Crc] = _algorithms()
 def full_object_checksum(response: Mapping[str, Any]) -> tuple[Crc, str] | None:
     """The full-object CRC a GET/HEAD response carries that this machine can compute, as
     (algorithm, expected base64 value), or None."""
+    for crc in ALGORITHMS.values():
+        value = stored_checksum(response, crc)
+        if value is not None:
+            return crc, value
+    return None
+
+
+def stored_checksum(response: Mapping[str, Any], crc: Crc) -> str | None:
+    """The full-object ``crc`` a response carries, in its canonical base64, or None when it
+    carries none, a composite one (``-N``), or one that is not of ``crc``'s width."""
     if response.get("ChecksumType") not in (None, "FULL_OBJECT"):
         return None
-    for crc in ALGORITHMS.values():
-        value = response.get(crc.field)
-        if not isinstance(value, str) or "-" in value:
-            continue
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except ValueError:
-            continue
-        if len(raw) == crc.width:  # kept in its canonical encoding, compared as such
-            return crc, crc.encode(int.from_bytes(raw, "big"))
-    return None
+    value = response.get(crc.field)
+    if not isinstance(value, str) or "-" in value:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+    if len(raw) != crc.width:
+        return None
+    return crc.encode(int.from_bytes(raw, "big"))  # compared in its canonical encoding
 
 
 class CrcState:

@@ -26,7 +26,13 @@ from object_clerk.errors import (
     TransientError,
 )
 from object_clerk.retry import Retrier, RetryEvent, botocore_attempts
-from object_clerk.settings import ClerkSettings, check_endpoint, layered, load_settings
+from object_clerk.settings import (
+    ClerkSettings,
+    UploadChecksum,
+    check_endpoint,
+    layered,
+    load_settings,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -130,6 +136,7 @@ class ObjectClerk:
         upload_config: dict[str, Any] | None = None,
         download_config: dict[str, Any] | None = None,
         strict_verification: bool | None = None,
+        upload_checksum: UploadChecksum | None = None,
         client: S3Client | None = None,
         settings: ClerkSettings | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
@@ -161,6 +168,7 @@ class ObjectClerk:
             "s3_upload_config": upload,
             "s3_download_config": download_config,
             "strict_verification": strict_verification,
+            "upload_checksum": upload_checksum,
         }
         overrides = {name: value for name, value in overrides.items() if value is not None}
         if (
@@ -189,7 +197,11 @@ class ObjectClerk:
         )
         self._client = client if client is not None else _build_client(settings)
         self._engine = Engine(
-            self._client, retrier, settings.transfer(), strict=settings.strict_verification
+            self._client,
+            retrier,
+            settings.transfer(),
+            strict=settings.strict_verification,
+            upload_checksum=settings.upload_crc(),
         )
         if client is not None and botocore_attempts(client.meta.config) > 1:
             logger.warning(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from object_clerk.checksums import full_object_checksum
+from object_clerk.checksums import Crc, full_object_checksum, stored_checksum
 from object_clerk.errors import (
     ObjectClerkError,
     RequestRejectedError,
@@ -42,7 +42,14 @@ if TYPE_CHECKING:
 else:
     S3Client = Any
 
-__all__ = ["PART_SIZE_METADATA", "Engine", "ObjectLayout", "TransferResult"]
+__all__ = [
+    "PART_SIZE_METADATA",
+    "Engine",
+    "ObjectLayout",
+    "StoreFacts",
+    "TransferResult",
+    "proof_name",
+]
 
 logger = logging.getLogger("object_clerk")
 
@@ -68,6 +75,21 @@ REPEATED_ARGS = frozenset(
 _CLOCK_SLACK = timedelta(seconds=60)
 
 
+class StoreFacts:
+    """What a clerk learned about its store, shared by every copy of its engine. Each is
+    None until the first answer that tells; a benign race between threads."""
+
+    __slots__ = ("keeps_checksums", "part_number")
+
+    def __init__(self) -> None:
+        # Whether HeadObject(PartNumber=1) reports PartsCount (AWS, moto), or is ignored
+        # (Ceph RGW 16).
+        self.part_number: bool | None = None
+        # Whether an upload's full-object checksum comes back, so the store keeps it (AWS,
+        # moto), or is ignored (Ceph RGW 16): uploads stop computing and sending one.
+        self.keeps_checksums: bool | None = None
+
+
 @dataclass(frozen=True)
 class TransferResult:
     """What an upload, copy, move or download produced.
@@ -79,7 +101,8 @@ class TransferResult:
     * ``"content-md5"``: the server checked every body against its Content-MD5, but the ETag
       is not an MD5 (SSE-KMS, SSE-C), so it could not be compared;
     * ``"crc64nvme"``, ``"crc32c"``, ``"crc32"``: a read checked by the full-object checksum
-      the store keeps;
+      the store keeps, or an upload whose ETag is no MD5 that the store kept the checksum
+      sent with;
     * ``"unverifiable"``: nothing could prove the content (a warning was issued);
     * ``"skipped"``: ``verify_checksum=False``.
 
@@ -109,6 +132,7 @@ class Engine:
         transfer: TransferSettings,
         *,
         strict: bool = False,
+        upload_checksum: Crc | None = None,
     ) -> None:
         # The engine's own requests bypass a hardened client's methods (which would retry
         # and verify them a second time) but still pass through its events.
@@ -116,9 +140,22 @@ class Engine:
         self.retrier = retrier
         self.transfer = transfer
         self.strict = strict
-        # Whether HeadObject(PartNumber=1) reports PartsCount here (AWS, moto) or is ignored
-        # (Ceph RGW 16). Learned on first use; a benign race between threads.
-        self._part_number_supported: bool | None = None
+        self._upload_checksum = upload_checksum
+        self.facts = StoreFacts()
+
+    def upload_checksum(self) -> Crc | None:
+        """The full-object CRC uploads send with their bodies: the configured one, until an
+        upload's answer shows that the store keeps none (see :meth:`learn_checksums`)."""
+        return None if self.facts.keeps_checksums is False else self._upload_checksum
+
+    def learn_checksums(self, stored: str | None) -> None:
+        """What an upload's answer (or the HEAD after it) said: the checksum it keeps, or
+        None when it carried none."""
+        if self.facts.keeps_checksums is False:
+            return  # once learned, an upload that began before does not undo it
+        if stored is None:
+            logger.debug("the store keeps no full-object checksums: uploads stop sending them")
+        self.facts.keeps_checksums = stored is not None
 
     def with_transfer(self, transfer: TransferSettings) -> Engine:
         """The same engine (client, retry policy, strictness) with other transfer settings:
@@ -202,7 +239,7 @@ class Engine:
         recorded = _recorded_part_size(response.get("Metadata") or {})
         if recorded is not None and _consistent(size, parts, recorded):
             return ObjectLayout(size, etag, (recorded,), True, "recorded at upload")
-        if self._part_number_supported is not False:
+        if self.facts.part_number is not False:
             part_size = self._probe_part_size(bucket, key, response, parts, nested, args)
             if part_size is not None and _consistent(size, parts, part_size):
                 return ObjectLayout(size, etag, (part_size,), True, "HeadObject PartNumber=1")
@@ -235,25 +272,33 @@ class Engine:
             head = run("HeadObject", bucket, key, lambda: self.client.head_object(**params))
         except RequestRejectedError:
             # A store that refuses PartNumber outright (400): it cannot tell us either.
-            self._part_number_supported = False
+            self.facts.part_number = False
             return None
         count = head.get("PartsCount")
         if count is None:
-            self._part_number_supported = False
+            self.facts.part_number = False
             logger.debug("store ignores HeadObject PartNumber; using candidate part sizes")
             return None
-        self._part_number_supported = True
+        self.facts.part_number = True
         return int(head["ContentLength"]) if int(count) == parts else None
 
     def head(
-        self, bucket: str, key: str, *, nested: bool = False, args: Mapping[str, Any] = {}
+        self,
+        bucket: str,
+        key: str,
+        *,
+        nested: bool = False,
+        args: Mapping[str, Any] = {},
+        checksum_mode: bool = False,
     ) -> dict[str, Any]:
         """HeadObject, retried (or a single attempt when ``nested``), with its ETag required.
         ``args``: the upload's or read's arguments, of which the :data:`REPEATED_ARGS` and a
-        VersionId are sent."""
+        VersionId are sent. ``checksum_mode``: ask for the stored checksum too."""
         repeated = repeated_args(args)
         if args.get("VersionId"):
             repeated["VersionId"] = args["VersionId"]
+        if checksum_mode:
+            repeated["ChecksumMode"] = "ENABLED"
 
         def attempt() -> dict[str, Any]:
             response = dict(self.client.head_object(Bucket=bucket, Key=key, **repeated))
@@ -355,21 +400,32 @@ class Engine:
         *,
         args: Mapping[str, Any] = {},
         params: Mapping[str, Any] | None = None,
+        checksums: tuple[Crc, list[str], str] | None = None,
     ) -> dict[str, Any]:
         """CompleteMultipartUpload, retried. ``params``: the request's arguments as a boto3
-        caller gave them (by default, built from ``parts``).
+        caller gave them (by default, built from ``parts``). ``checksums``: the upload's CRC,
+        its parts' values in order and the whole object's, sent with the parts.
 
         An answer lost on the way does not fail it: when a retry finds NoSuchUpload, or
         every attempt's answer was lost and the upload is gone (an AbortMultipartUpload
         finds NoSuchUpload), a HEAD showing the key with the ``expected`` ETag proves an
         earlier attempt completed it. An ETag alone would not: the key may have held the
         same bytes before."""
-        layout: Any = {"Parts": [{"PartNumber": n, "ETag": etag} for n, etag, _ in parts]}
-        request = dict(
-            params
-            if params is not None
-            else {"Bucket": bucket, "Key": key, "UploadId": upload_id, "MultipartUpload": layout}
-        )
+        listed: list[dict[str, Any]] = [{"PartNumber": n, "ETag": etag} for n, etag, _ in parts]
+        request: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "MultipartUpload": {"Parts": listed},
+        }
+        if checksums is not None:
+            crc, values, whole = checksums
+            for part, value in zip(listed, values, strict=True):
+                part[crc.field] = value
+            request.update({crc.field: whole, "ChecksumType": "FULL_OBJECT"})
+        if params is not None:
+            assert checksums is None, "a caller's own request carries its own checksums"
+            request = dict(params)
         attempts = 0
 
         def landed() -> dict[str, Any] | None:
@@ -435,19 +491,31 @@ class Engine:
         unknown: str = "",
         operation: str = "CompleteMultipartUpload",
         args: Mapping[str, Any] = {},
+        checksum: tuple[Crc, str] | None = None,
     ) -> TransferResult:
         """The verdict on a completed multipart upload, whose parts combine to ``computed``.
+        ``checksum``: the full-object CRC sent with it, to be compared with the stored one.
 
         A mismatch removes the object and raises ChecksumMismatchError; an unverifiable
         result is reported (a warning, or an error in strict mode).
         """
         etag_text = str(response.get("ETag") or "")
-        if not etag_text.strip('"'):
-            # Ceph RGW 16 answers CompleteMultipartUpload with an empty ETag: ask for it.
-            head = self.head(bucket, key, args=args)
-            etag_text = str(head.get("ETag") or "")
+        stored = stored_checksum(response, checksum[0]) if checksum else None
+        if not etag_text.strip('"') or (checksum and stored is None):
+            # Ceph RGW 16 answers CompleteMultipartUpload with an empty ETag, and moto with
+            # no checksum: ask for them.
+            head = self.head(bucket, key, args=args, checksum_mode=checksum is not None)
+            answered = etag_text.strip('"')
+            same = not answered or str(head.get("ETag") or "").strip('"') == answered
+            if not etag_text.strip('"'):
+                etag_text = str(head.get("ETag") or "")
             response = {**response, "VersionId": response.get("VersionId") or head.get("VersionId")}
             response.setdefault("ServerSideEncryption", head.get("ServerSideEncryption"))
+            if not same:  # another writer replaced the key since: its checksum is not ours
+                checksum = None
+            stored = stored_checksum(head, checksum[0]) if checksum else None
+        if checksum is not None:
+            self.learn_checksums(stored)
         verdict = judge(
             verify=verify,
             etag=etag_text,
@@ -455,11 +523,12 @@ class Engine:
             evidence=[*evidence, response],
             content_md5=content_md5,
             unknown=unknown,
+            checksum=(checksum[0], checksum[1], stored) if checksum and stored else None,
         )
         if not verdict.matched:
             self.remove_corrupted(bucket, key, args=args)
             raise verdict.mismatch(
-                "the completed object's ETag does not match its parts",
+                f"the completed object's {proof_name(verdict)} does not match its parts",
                 operation="CompleteMultipartUpload",
                 bucket=bucket,
                 key=key,
@@ -624,3 +693,8 @@ def b64(digest: bytes) -> str:
 
 def quoted(etag: str) -> str:
     return etag if etag.startswith('"') else f'"{etag}"'
+
+
+def proof_name(verdict: Verdict) -> str:
+    """What a failed verdict compared, for its message: "checksum" or "ETag"."""
+    return "ETag" if "md5" in verdict.kind else "checksum"

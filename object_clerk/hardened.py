@@ -94,6 +94,7 @@ _SETTING_OPTIONS = {
     "retry_max_delay": "retry_max_delay",
     "retry_deadline": "retry_deadline",
     "strict_verification": "strict_verification",
+    "upload_checksum": "upload_checksum",
     "multipart_threshold": "multipart_threshold",
     "upload_config": "s3_upload_config",
     "download_config": "s3_download_config",
@@ -172,7 +173,7 @@ def harden(
     Options (their defaults come from the environment and ``.env``, as for
     :class:`~object_clerk.ObjectClerk`): ``retry_tries``, ``retry_delay``,
     ``retry_backoff``, ``retry_jitter``, ``retry_max_delay``, ``retry_deadline``,
-    ``strict_verification``, ``multipart_threshold``, ``upload_config``,
+    ``strict_verification``, ``upload_checksum``, ``multipart_threshold``, ``upload_config``,
     ``download_config``; or ``settings``, a :class:`~object_clerk.ClerkSettings`; and
     ``on_retry``, called before each retry. Hardening a hardened client again replaces its
     options.
@@ -189,7 +190,13 @@ def harden(
         checksum_policy=resolved.checksum_retry_policy(),
         on_retry=on_retry,
     )
-    engine = Engine(s3_client, retrier, resolved.transfer(), strict=resolved.strict_verification)
+    engine = Engine(
+        s3_client,
+        retrier,
+        resolved.transfer(),
+        strict=resolved.strict_verification,
+        upload_checksum=resolved.upload_crc(),
+    )
     return install(s3_client, engine)
 
 

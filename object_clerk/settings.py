@@ -15,7 +15,7 @@ import copy
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
@@ -23,6 +23,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _PydanticSettingsError
 
+from object_clerk.checksums import ALGORITHMS, Crc
 from object_clerk.errors import ConfigurationError
 from object_clerk.etag import MiB
 from object_clerk.retry import RetryPolicy
@@ -73,6 +74,10 @@ CHECKSUM_RETRY_DEFAULTS: dict[str, Any] = {
     "retry_max_delay": 5,
     "retry_tries": 3,
 }
+
+
+#: ``upload_checksum``'s values.
+UploadChecksum = Literal["auto", "off", "crc64nvme", "crc32c", "crc32"]
 
 
 def _alias(name: str) -> Any:
@@ -134,6 +139,9 @@ class ClerkSettings(BaseSettings):
     retry_deadline: float | None = Field(120.0, gt=0)
 
     strict_verification: bool = False
+    # The full-object CRC uploads send: "auto" (CRC64NVME with awscrt, else CRC32),
+    # an algorithm, or "off".
+    upload_checksum: UploadChecksum = "auto"
 
     @field_validator("s3_client_config")
     @classmethod
@@ -160,6 +168,22 @@ class ClerkSettings(BaseSettings):
                 stacklevel=2,
             )
         return {k: v for k, v in value.items() if k not in _PART_KEYS}
+
+    @field_validator("upload_checksum", mode="before")
+    @classmethod
+    def _check_upload_checksum(cls, value: object) -> object:
+        name = value.lower() if isinstance(value, str) else value
+        if name in ("crc64nvme", "crc32c") and name not in ALGORITHMS:
+            raise ValueError(f"{name} needs awscrt: pip install 'object-clerk[crt]'")
+        return name
+
+    def upload_crc(self) -> Crc | None:
+        """The CRC uploads send with their bodies, or None."""
+        if self.upload_checksum == "off":
+            return None
+        if self.upload_checksum == "auto":
+            return next(iter(ALGORITHMS.values()))
+        return ALGORITHMS[self.upload_checksum]
 
     @field_validator("retry_tries")
     @classmethod

@@ -5,6 +5,13 @@ server refuses damaged bytes (Ceph, AWS) and a retry resends exactly the same by
 is bounded by ``max_concurrency x part size`` for a multipart upload, and by the
 threshold for a single-part one (the Content-MD5 must be known before the body is sent). The
 expected ETag is built from the part digests already computed: no second pass over the data.
+
+Where the store keeps flexible checksums, each body also carries a full-object CRC
+(CRC64NVME with awscrt, else CRC32; ``OBJECT_CLERK_UPLOAD_CHECKSUM``), and a multipart
+upload is created FULL_OBJECT, so the object's reads are proven at a tenth of an MD5's cost.
+The checksum the store answers with must equal the one sent. The first answer that carries
+none (Ceph RGW 16) stops the clerk sending them. The MD5 stays: it is the proof every store
+computes from the bytes it received (moto stores a sent CRC unchecked).
 """
 
 from __future__ import annotations
@@ -13,13 +20,15 @@ import functools
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, NamedTuple, cast
 
+from object_clerk.checksums import Crc, CrcState, stored_checksum
 from object_clerk.engine import (
     PART_SIZE_METADATA,
     Engine,
     TransferResult,
     b64,
+    proof_name,
     repeated_args,
     require_etag,
     result_of,
@@ -96,10 +105,12 @@ def _put(
 ) -> TransferResult:
     params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body, **extra_args}
     computed: list[str] = []
+    crc = engine.upload_checksum() if verify else None
     if verify:
         digest = hashlib.md5(body, usedforsecurity=False)
         computed = [digest.hexdigest()]
         params["ContentMD5"] = b64(digest.digest())
+    sent = _send_checksum(params, crc, body)
     stored_mismatch = False
 
     def attempt() -> tuple[dict[str, Any], Verdict]:
@@ -112,11 +123,12 @@ def _put(
             computed=computed,
             evidence=[extra_args, response],
             content_md5=verify,
+            checksum=_returned(engine, crc, sent, response),
         )
         stored_mismatch = not verdict.matched
         if stored_mismatch:
             raise verdict.mismatch(
-                "the stored object's ETag does not match the bytes sent",
+                f"the stored object's {proof_name(verdict)} does not match the bytes sent",
                 operation="PutObject",
                 bucket=bucket,
                 key=key,
@@ -150,20 +162,41 @@ def _multipart_upload(
         **(extra_args.get("Metadata") or {}),
         PART_SIZE_METADATA: str(part_size),
     }
+    crc = engine.upload_checksum() if verify else None
+    if crc is not None:
+        create_args.update(ChecksumAlgorithm=crc.algorithm, ChecksumType="FULL_OBJECT")
+    whole = CrcState(crc) if crc is not None else None
     upload_id = engine.create_upload(bucket, key, create_args)
     try:
         parts = run_parts(
             _part_jobs(
-                engine, source, part_size, bucket, key, upload_id, extra_args, verify, progress
+                engine,
+                source,
+                part_size,
+                bucket,
+                key,
+                upload_id,
+                extra_args,
+                verify,
+                progress,
+                crc,
+                whole,
             ),
             concurrency=max(1, engine.transfer.upload_concurrency),
             name="object-clerk-upload",
         )
-        total = sum(size for _, _, _, size in parts)
+        total = sum(part.size for part in parts)
         source.check_unchanged()  # before anything under the key is replaced
-        layout = [(number, etag, digest) for number, etag, digest, _ in parts]
-        computed = multipart_etag(digest for _, _, digest in layout)
-        response = engine.complete_upload(bucket, key, upload_id, layout, computed, args=extra_args)
+        layout = [(part.number, part.etag, part.digest) for part in parts]
+        computed = multipart_etag(part.digest for part in parts)
+        checksums = None
+        if crc is not None and whole is not None:
+            values = [part.checksum for part in parts]
+            assert all(value is not None for value in values)
+            checksums = (crc, cast(list[str], values), whole.encoded())
+        response = engine.complete_upload(
+            bucket, key, upload_id, layout, computed, args=extra_args, checksums=checksums
+        )
     except BaseException:
         engine.abort(bucket, key, upload_id, args=extra_args)
         raise
@@ -178,6 +211,7 @@ def _multipart_upload(
         content_md5=verify,
         operation="upload_object",
         args=extra_args,
+        checksum=(checksums[0], checksums[2]) if checksums else None,
     )
 
 
@@ -191,9 +225,12 @@ def _part_jobs(
     extra_args: dict[str, Any],
     verify: bool,
     progress: Progress,
-) -> Iterator[Callable[[], tuple[int, str, bytes, int]]]:
+    crc: Crc | None,
+    whole: CrcState | None,
+) -> Iterator[Callable[[], _Part]]:
     """One job per part, each reading its part from ``source`` only when the runner has a
-    slot for it: at most ``max_concurrency`` parts exist at once, read or in flight."""
+    slot for it: at most ``max_concurrency`` parts exist at once, read or in flight.
+    ``whole``: the object's running CRC, fed each part as it is read (in order)."""
     part_args = repeated_args(extra_args)
     number = 0
     total = 0
@@ -211,6 +248,8 @@ def _part_jobs(
                 key=key,
             )
         total += len(body)
+        if whole is not None:
+            whole.update(body)
         yield functools.partial(
             _upload_part,
             engine,
@@ -223,6 +262,7 @@ def _part_jobs(
             extra_args,
             verify,
             progress,
+            crc,
         )
         del body  # the job holds the part now; the next one is read when it has a slot
 
@@ -238,8 +278,9 @@ def _upload_part(
     extra_args: dict[str, Any],
     verify: bool,
     progress: Progress,
-) -> tuple[int, str, bytes, int]:
-    """UploadPart, retried, verified: returns (number, ETag, MD5 digest, size)."""
+    crc: Crc | None,
+) -> _Part:
+    """UploadPart, retried, verified."""
     digest = hashlib.md5(body, usedforsecurity=False).digest()
     params: dict[str, Any] = {
         "Bucket": bucket,
@@ -251,20 +292,23 @@ def _upload_part(
     }
     if verify:
         params["ContentMD5"] = b64(digest)
+    sent = _send_checksum(params, crc, body)
 
     def attempt() -> str:
         response = engine.client.upload_part(**params)
         etag = require_etag(response, "UploadPart", bucket, key)
+        returned = stored_checksum(response, crc) if crc is not None and sent else None
         verdict = judge(
             verify=verify,
             etag=etag,
             computed=[digest.hex()],
             evidence=[extra_args, response],
             content_md5=verify,
+            checksum=(crc, sent, returned) if crc is not None and sent and returned else None,
         )
         if not verdict.matched:
             raise verdict.mismatch(
-                f"part {number}'s ETag does not match the bytes sent",
+                f"part {number}'s {proof_name(verdict)} does not match the bytes sent",
                 operation="UploadPart",
                 bucket=bucket,
                 key=key,
@@ -273,4 +317,35 @@ def _upload_part(
 
     etag = engine.call("UploadPart", bucket, key, attempt)
     progress.add(len(body))
-    return number, etag, digest, len(body)
+    return _Part(number, etag, digest, len(body), sent)
+
+
+class _Part(NamedTuple):
+    """An uploaded part: its number, ETag, MD5 digest, size and the CRC sent with it."""
+
+    number: int
+    etag: str
+    digest: bytes
+    size: int
+    checksum: str | None
+
+
+def _send_checksum(params: dict[str, Any], crc: Crc | None, body: bytes) -> str | None:
+    """Add ``body``'s ``crc`` to a PutObject or UploadPart request; the value sent."""
+    if crc is None:
+        return None
+    value = crc.of(body)
+    params.update({"ChecksumAlgorithm": crc.algorithm, crc.field: value})
+    return value
+
+
+def _returned(
+    engine: Engine, crc: Crc | None, sent: str | None, response: dict[str, Any]
+) -> tuple[Crc, str, str] | None:
+    """What a PutObject's answer says of the checksum sent: (algorithm, sent, stored) when
+    the store kept it, for :func:`judge`; the engine learns whether it keeps checksums."""
+    if crc is None or sent is None:
+        return None
+    stored = stored_checksum(response, crc)
+    engine.learn_checksums(stored)
+    return None if stored is None else (crc, sent, stored)

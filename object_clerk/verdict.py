@@ -14,6 +14,7 @@ The verdicts, weakest proof last:
   but its ETag is not an MD5 (SSE-KMS, SSE-C), so the ETag cannot add to that;
 * ``"crc64nvme"``, ``"crc32c"``, ``"crc32"``: a read whose response carried the object's
   full-object checksum (:mod:`object_clerk.checksums`) was checked with it, not the ETag;
+  or an upload whose ETag is no MD5 (SSE-KMS, SSE-C) got back the checksum it sent;
 * ``"unverifiable"``: nothing could prove the content; ``reason`` says why;
 * ``"skipped"``: the caller turned verification off.
 
@@ -75,8 +76,9 @@ _SSE_C_FIELDS = (
 class Verdict:
     """What proves (or failed to prove) a transfer's bytes.
 
-    ``expected`` is the server's ETag (without quotes) and ``actual`` what the clerk computed;
-    ``matched`` is False only when an MD5 comparison was made and failed. ``suspect``: no
+    ``expected`` is the server's ETag (without quotes) or stored checksum, and ``actual``
+    what the clerk computed or sent; ``matched`` is False only when a comparison was made and
+    failed. ``suspect``: no
     guessed part layout reproduces the ETag, so either the object's layout is none of the
     candidates or the bytes are damaged. Reading again tells which: the same bytes again
     mean an unknown layout, other bytes mean damage (see :func:`settle_suspect`).
@@ -133,6 +135,7 @@ def judge(
     content_md5: bool = False,
     authoritative: bool = True,
     unknown: str = "",
+    checksum: tuple[Crc, str, str] | None = None,
 ) -> Verdict:
     """The verdict on one transfer.
 
@@ -148,9 +151,28 @@ def judge(
             accepted exactly those bytes.
         authoritative: the layout behind ``computed`` is known, not guessed: a failed
             comparison is then a mismatch, not merely unverifiable.
+        checksum: an upload's full-object CRC as (algorithm, sent, stored), when the store
+            answered with the one it keeps: a difference is a mismatch, and where the ETag
+            is no MD5 an equal one is the proof.
     """
     if not verify:
         return Verdict("skipped", "verification was turned off")
+    if checksum is not None:
+        crc, sent, stored = checksum
+        if stored != sent:
+            return Verdict(crc.name, expected=stored, actual=sent, matched=False)
+        by_etag = judge(
+            verify=True,
+            etag=etag,
+            computed=computed,
+            evidence=evidence,
+            content_md5=content_md5,
+            authoritative=authoritative,
+            unknown=unknown,
+        )
+        if by_etag.matched and by_etag.kind in ("content-md5", "unverifiable"):
+            return Verdict(crc.name, expected=stored, actual=sent)
+        return by_etag
     parsed = parse_etag(etag)
     reason = etag_opacity(evidence)
     if reason is None and parsed is None:

@@ -24,6 +24,7 @@ from object_clerk import (
     UnverifiableObjectError,
     UnverifiableObjectWarning,
 )
+from object_clerk.checksums import ALGORITHMS
 from tests.integration.faults import pipe_of
 from tests.unit.fake_s3 import BUCKET, FakeS3, GiB, Lazy, MiB, make_clerk
 
@@ -927,3 +928,62 @@ def test_head_with_versioning_probes_the_version():
     assert clerk.get_object(B, "k") == data
     assert fake.ops("HeadObject")[0]["VersionId"] == "v7"
     assert clerk.get_object_info(B, "k")["x-amz-version-id"] == "v7"
+
+
+def _keeps_checksum(params: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    """Answer as AWS does: with the checksum that was sent."""
+    return {**response, "ChecksumCRC32": params["ChecksumCRC32"]}
+
+
+def test_uploads_send_a_crc_until_the_store_answers_without_one(fake):
+    """The first answer without a checksum (Ceph RGW 16) stops the clerk sending them; a
+    store that keeps them goes on getting them, parts included."""
+    clerk = make_clerk(fake, upload_checksum="crc32")
+    clerk.upload_object(b"one", B, "a")
+    clerk.upload_object(b"two", B, "b")
+    puts = fake.ops("PutObject")
+    assert [p.get("ChecksumCRC32") for p in puts] == [crc32_of(b"one"), None]
+    assert puts[0]["ChecksumAlgorithm"] == "CRC32" and puts[0]["ContentMD5"]
+    data = os.urandom(10 * MiB + 3)
+    keeping = make_clerk(FakeS3(), upload_checksum="crc32")
+    store = keeping.client
+    store.create_bucket(B)
+    store.on_response("PutObject", _keeps_checksum, times=None)
+    store.on_response("UploadPart", _keeps_checksum, times=None)
+    keeping.upload_object(b"one", B, "a")
+    keeping.upload_object(b"two", B, "b")
+    assert [p["ChecksumCRC32"] for p in store.ops("PutObject")] == [
+        crc32_of(b"one"),
+        crc32_of(b"two"),
+    ]
+    assert keeping.upload_object(data, B, "big").verification == "multipart-md5"
+    assert store.ops("CreateMultipartUpload")[0]["ChecksumType"] == "FULL_OBJECT"
+    parts = store.ops("CompleteMultipartUpload")[0]["MultipartUpload"]["Parts"]
+    assert [p["ChecksumCRC32"] for p in parts] == [
+        crc32_of(data[: 5 * MiB]),
+        crc32_of(data[5 * MiB : 10 * MiB]),
+        crc32_of(data[10 * MiB :]),
+    ]
+    assert store.ops("CompleteMultipartUpload")[0]["ChecksumCRC32"] == crc32_of(data)
+
+
+def test_a_stored_checksum_unlike_the_one_sent_removes_the_object(fake):
+    clerk = make_clerk(fake, upload_checksum="crc32")
+    fake.on_response(
+        "PutObject", lambda p, r: {**r, "ChecksumCRC32": crc32_of(b"other")}, times=None
+    )
+    with pytest.raises(ChecksumMismatchError) as info:
+        clerk.upload_object(b"one", B, "a")
+    assert info.value.algorithm == "crc32"
+    assert "checksum does not match the bytes sent" in str(info.value)
+    assert fake.obj(B, "a") is None
+
+
+def test_upload_checksum_off_sends_none(fake):
+    clerk = make_clerk(fake, upload_checksum="off")
+    clerk.upload_object(b"one", B, "a")
+    assert not any(name.startswith("Checksum") for name in fake.ops("PutObject")[0])
+
+
+def crc32_of(data: bytes) -> str:
+    return ALGORITHMS["crc32"].of(data)

@@ -157,3 +157,23 @@ def test_only_full_object_checksums_prove_a_read() -> None:
     assert checksums.full_object_checksum({crc.field: value, "ChecksumType": "COMPOSITE"}) is None
     assert checksums.full_object_checksum({crc.field: f"{value}-3"}) is None  # composite
     assert checksums.full_object_checksum({"ChecksumSHA256": "x" * 44}) is None  # not a CRC
+
+
+def test_an_uploads_returned_checksum_must_equal_the_one_sent() -> None:
+    """A stored CRC that differs is a mismatch whatever the ETag says; an equal one proves
+    an upload whose ETag is no MD5, and leaves an MD5 ETag's verdict as it is."""
+    crc = checksums.ALGORITHMS["crc32"]
+    sent, other = crc.of(b"abc"), crc.of(b"abd")
+    md5 = hashlib.md5(b"abc").hexdigest()
+    wrong = judge(verify=True, etag=md5, computed=[md5], checksum=(crc, sent, other))
+    assert (wrong.kind, wrong.matched) == ("crc32", False)
+    assert (wrong.expected, wrong.actual) == (other, sent)
+    assert judge(verify=True, etag=md5, computed=[md5], checksum=(crc, sent, sent)).kind == "md5"
+    kms = [{"ServerSideEncryption": "aws:kms"}]
+    opaque = judge(verify=True, etag="x" * 32, evidence=kms, content_md5=True)
+    assert opaque.kind == "content-md5"
+    proven = judge(
+        verify=True, etag="x" * 32, evidence=kms, content_md5=True, checksum=(crc, sent, sent)
+    )
+    assert (proven.kind, proven.verified) == ("crc32", True)
+    assert judge(verify=False, etag=md5, checksum=(crc, sent, other)).kind == "skipped"

@@ -360,3 +360,15 @@ def test_resolved_endpoint_host_from_environment(monkeypatch):
     monkeypatch.setenv("OBJECT_CLERK_PORT", "7480")
     monkeypatch.setenv("OBJECT_CLERK_USE_SSL", "false")
     assert load_settings().resolved_endpoint() == "http://rgw:7480"
+
+
+def test_upload_checksum_setting(monkeypatch):
+    from object_clerk.checksums import ALGORITHMS
+
+    monkeypatch.setenv("OBJECT_CLERK_UPLOAD_CHECKSUM", "CRC32")
+    assert ClerkSettings(_env_file=None).upload_crc() is ALGORITHMS["crc32"]
+    assert ClerkSettings(_env_file=None, upload_checksum="off").upload_crc() is None
+    auto = ClerkSettings(_env_file=None, upload_checksum="auto").upload_crc()
+    assert auto is next(iter(ALGORITHMS.values()))
+    with pytest.raises(ConfigurationError, match=r"upload_checksum.*crc64nvme"):
+        load_settings(upload_checksum="sha256")
