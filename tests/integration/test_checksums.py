@@ -144,3 +144,70 @@ def test_a_part_damaged_on_every_read_raises_naming_the_crc(
     assert info.value.algorithm == "crc64nvme"
     assert info.value.expected != info.value.actual
     assert "do not match the object's checksum (layout: full-object crc64nvme)" in str(info.value)
+
+
+def test_uploads_store_a_full_object_crc_that_proves_their_reads(
+    moto: Backend, tmp_path: Path
+) -> None:
+    """Single-part and multipart (created FULL_OBJECT): moto keeps the CRC64NVME sent, and
+    the read is proven by it without a layout probe."""
+    bucket = moto.new_bucket()
+    clerk = clerk_for(moto.endpoint, moto, multipart_threshold=PART)
+    small, large = payload(300_000), payload(2 * PART + 9)
+    assert clerk.upload_object(small, bucket, "small").verification == "md5"
+    assert clerk.upload_object(large, bucket, "large").verification == "multipart-md5"
+    crc = ALGORITHMS["crc64nvme"]
+    for key, data in (("small", small), ("large", large)):
+        head = moto.raw().head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        assert head["ChecksumCRC64NVME"] == crc.of(data)
+        assert head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
+    log = RequestLog(clerk.client)
+    assert clerk.download_object(bucket, "large", tmp_path / "large").verification == "crc64nvme"
+    assert (tmp_path / "large").read_bytes() == large
+    assert log.counts["HeadObject"] == 0
+
+
+def test_a_store_that_keeps_no_checksums_is_sent_one_only_once(ceph_any: Backend) -> None:
+    """Ceph RGW 16 answers without a checksum: the clerk stops computing and sending them."""
+    bucket = ceph_any.new_bucket()
+    clerk = ObjectClerk(**ceph_any.clerk_kwargs(), multipart_threshold=PART)
+    log = RequestLog(clerk.client)
+    for key, size in (("a", 1000), ("b", 1000), ("c", 2 * PART + 1)):
+        assert clerk.upload_object(payload(size), bucket, key).verified
+    sent = [op for op, headers in log.headers if "x-amz-checksum-crc64nvme" in headers]
+    assert sent == ["PutObject"]
+    # A clerk whose first upload is multipart: Create, parts and Complete carry it, once.
+    clerk = ObjectClerk(**ceph_any.clerk_kwargs(), multipart_threshold=PART)
+    log = RequestLog(clerk.client)
+    for key, size in (("d", 2 * PART + 1), ("e", 2 * PART + 1)):
+        assert clerk.upload_object(payload(size), bucket, key).verification == "multipart-md5"
+    assert ceph_any.raw().get_object(Bucket=bucket, Key="d")["Body"].read() == payload(size)
+    sent = [op for op, headers in log.headers if "x-amz-checksum-crc64nvme" in headers]
+    assert sent == ["UploadPart"] * 3 + ["CompleteMultipartUpload"]
+    create = [h for op, h in log.headers if op == "CreateMultipartUpload"]
+    assert create[0].get("x-amz-checksum-type") == "FULL_OBJECT"
+    assert "x-amz-checksum-type" not in create[1]
+
+
+def test_a_damaged_part_the_store_did_not_check_fails_the_stored_crc(
+    moto: Backend, moto_proxy: FaultProxy
+) -> None:
+    """SSE-C makes the ETag no MD5, and moto checks no Content-MD5: a part flipped on its
+    way in is stored. The whole-object CRC moto computes from its parts then differs from
+    the one sent: the object is removed, no upload is left, and the error names the CRC."""
+    bucket = moto.new_bucket()
+    clerk = clerk_for(moto_proxy.endpoint, moto, multipart_threshold=PART)
+    sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32}
+    data = payload(2 * PART + 9)
+    assert clerk.upload_object(data, bucket, "ok", extra_args=sse_c).verification == "crc64nvme"
+    moto_proxy.add(Rule(Fault.FLIP_REQUEST, method="PUT", key="k", query="partNumber=2"))
+    with pytest.raises(ChecksumMismatchError) as info:
+        clerk.upload_object(data, bucket, "k", extra_args=sse_c)
+    assert moto_proxy.stats.faults[Fault.FLIP_REQUEST.value] == 1
+    assert info.value.algorithm == "crc64nvme"
+    assert info.value.actual == ALGORITHMS["crc64nvme"].of(data)
+    raw = moto.raw()
+    assert [item["Key"] for item in raw.list_objects_v2(Bucket=bucket).get("Contents", [])] == [
+        "ok"
+    ]
+    assert not raw.list_multipart_uploads(Bucket=bucket).get("Uploads")

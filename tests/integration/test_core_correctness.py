@@ -5,6 +5,7 @@ a failed part that stops a copy, the downloaded file's mode and configuration pr
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import threading
@@ -132,11 +133,11 @@ def test_stream_source_is_stored_as_read(ceph: Backend) -> None:
 
 
 def test_kms_multipart_upload_is_proven_by_content_md5(moto: Backend) -> None:
-    """Defect 6: a 12 MiB upload with SSE-KMS goes up in parts, is reported "content-md5"
-    (every part passed the Content-MD5 check; the ETag is not an MD5), is not deleted, and
-    reads back (unverifiable, with a warning)."""
+    """Defect 6: a 12 MiB upload with SSE-KMS and no upload checksum goes up in parts, is
+    reported "content-md5" (every part passed the Content-MD5 check; the ETag is not an
+    MD5), is not deleted, and reads back (unverifiable, with a warning)."""
     bucket = moto.new_bucket()
-    clerk = small_clerk(moto)
+    clerk = small_clerk(moto, upload_checksum="off")
     data = payload(12 * MiB)
     log = RequestLog(clerk.client)
     result = clerk.upload_object(
@@ -152,6 +153,21 @@ def test_kms_multipart_upload_is_proven_by_content_md5(moto: Backend) -> None:
         warnings.simplefilter("ignore", UnverifiableObjectWarning)
         copied = clerk.copy_object(bucket, "kms", bucket, "kms-copy")
     assert copied.verification == "unverifiable"
+
+
+def test_kms_multipart_upload_with_its_crc_is_proven_and_reads_verified(moto: Backend) -> None:
+    """With the upload checksum (the default), the SSE-KMS upload is proven by the
+    CRC64NVME the store kept, and so is its read: no warning on either."""
+    bucket = moto.new_bucket()
+    clerk = small_clerk(moto)
+    data = payload(12 * MiB)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnverifiableObjectWarning)
+        result = clerk.upload_object(
+            data, bucket, "kms", extra_args={"ServerSideEncryption": "aws:kms"}
+        )
+        assert (result.verification, result.verified) == ("crc64nvme", True)
+        assert clerk.download_object(bucket, "kms", io.BytesIO()).verification == "crc64nvme"
 
 
 def test_full_disk_on_download_is_local_and_not_retried(
