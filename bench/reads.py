@@ -22,7 +22,9 @@ against the clerk's, medians of many interleaved rounds.
 Last, the flexible-checksum rows, on moto's server (Ceph RGW 16 keeps no checksums), run in
 its own process: a 64 MiB object uploaded by boto3 with CRC64NVME, read by raw boto3
 unverified, by raw boto3 with ``ChecksumMode="ENABLED"`` (botocore checks the CRC), and by
-the clerk, which verifies with that CRC instead of MD5.
+the clerk, which verifies with that CRC instead of MD5; then 64 MiB uploads to moto by raw
+boto3 with and without ``ChecksumAlgorithm="CRC64NVME"`` and by the clerk (Content-MD5 plus
+the CRC64NVME it sends) with and without its upload checksum.
 """
 
 from __future__ import annotations
@@ -259,17 +261,57 @@ def checksum_rows(rounds: int, size: int = 64 * MiB) -> list[str]:
             ),
         ]
         interleaved(rows, rounds)
+        upload_rows = checksum_upload_rows(raw, endpoint, size)
+        interleaved(upload_rows, rounds)
     finally:
         server.terminate()
         server.wait()
     mib = size / MiB
-    ceiling = mib / statistics.median(rows[0].seconds)
     lines = [
         f"Flexible checksums: {mib:.0f} MiB, CRC64NVME, on moto's server; medians of {rounds}",
         "",
-        "| read | MB/s | x raw unverified | client CPU ms/MiB |",
-        "|---|---|---|---|",
+        *checksum_table("read", "x raw unverified", rows, mib),
+        "",
+        *checksum_table("upload", "x raw with CRC64NVME", upload_rows, mib),
     ]
+    return lines
+
+
+def checksum_upload_rows(raw: Any, endpoint: str, size: int) -> list[Row]:
+    """Uploads of ``size`` bytes to moto: raw boto3 with and without a CRC64NVME, the clerk
+    (Content-MD5 and CRC64NVME) and the clerk without its CRC. The first row is the 1.00."""
+    data = os.urandom(size)
+    clerks = {
+        name: ObjectClerk(
+            endpoint_url=endpoint,
+            access_key="bench",
+            secret_key="bench",
+            region="us-east-1",
+            upload_checksum=name,
+        )
+        for name in ("auto", "off")
+    }
+    assert clerks["auto"].upload_object(data, "bench", "up").verification == "multipart-md5"
+    head = raw.head_object(Bucket="bench", Key="up", ChecksumMode="ENABLED")
+    assert head.get("ChecksumType") == "FULL_OBJECT", head
+
+    def raw_upload(**extra: str) -> None:
+        raw.upload_fileobj(io.BytesIO(data), "bench", "up", ExtraArgs=extra)
+
+    return [
+        Row("raw upload_fileobj, ChecksumAlgorithm=CRC64NVME", lambda: raw_upload(
+            ChecksumAlgorithm="CRC64NVME")),
+        Row("raw upload_fileobj, no checksum", raw_upload),
+        Row("clerk upload_object (Content-MD5 + CRC64NVME)", lambda: clerks["auto"].upload_object(
+            data, "bench", "up")),
+        Row("clerk upload_object, UPLOAD_CHECKSUM=off", lambda: clerks["off"].upload_object(
+            data, "bench", "up")),
+    ]  # fmt: skip
+
+
+def checksum_table(what: str, ratio: str, rows: list[Row], mib: float) -> list[str]:
+    ceiling = mib / statistics.median(rows[0].seconds)
+    lines = [f"| {what} | MB/s | {ratio} | client CPU ms/MiB |", "|---|---|---|---|"]
     for row in rows:
         speed = mib / statistics.median(row.seconds)
         cpu = statistics.median(row.cpu) * 1000 / mib
