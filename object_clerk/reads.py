@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from object_clerk.engine import Engine, TransferResult, require_etag, result_of
+from object_clerk.engine import Engine, TransferResult, proof_name, require_etag, result_of
 from object_clerk.errors import (
     ConnectionFault,
     InvalidRequestError,
@@ -168,11 +168,11 @@ def read(
         if not verdict.matched:
             layout = state.verifier.layout
             source = layout.source if isinstance(layout, ObjectLayout) else "?"
-            proof = "checksum" if isinstance(layout, ObjectLayout) and layout.checksum else "ETag"
             error = verdict.mismatch(
                 "two reads of the object differ and neither matches its ETag"
                 if verdict.suspect
-                else f"the bytes read do not match the object's {proof} (layout: {source})",
+                else f"the bytes read do not match the object's {proof_name(verdict)}"
+                f" (layout: {source})",
                 operation="GetObject",
                 bucket=bucket,
                 key=key,
