@@ -251,10 +251,11 @@ def test_multipart_layout_found_by_partnumber_on_moto(moto: Backend) -> None:
 
 
 def test_sse_kms_is_unverifiable_not_corrupt(moto: Backend) -> None:
-    """An SSE-KMS object is stored (its upload proven by Content-MD5), read back with an
-    UnverifiableObjectWarning, and refused only in strict mode; it is never deleted."""
+    """An SSE-KMS object without a stored CRC is stored (its upload proven by Content-MD5),
+    read back with an UnverifiableObjectWarning, and refused only in strict mode; it is never
+    deleted. (With the clerk's upload checksum, its reads verify by CRC: test_core_correctness.)"""
     bucket = moto.new_bucket()
-    clerk = fast_clerk(moto)
+    clerk = fast_clerk(moto, upload_checksum="off")
     result = clerk.upload_object(
         b"secret data", bucket, "kms", extra_args={"ServerSideEncryption": "aws:kms"}
     )
