@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from typing import Any, NamedTuple, cast
 
@@ -297,14 +297,13 @@ def _upload_part(
     def attempt() -> str:
         response = engine.client.upload_part(**params)
         etag = require_etag(response, "UploadPart", bucket, key)
-        returned = stored_checksum(response, crc) if crc is not None and sent else None
         verdict = judge(
             verify=verify,
             etag=etag,
             computed=[digest.hex()],
             evidence=[extra_args, response],
             content_md5=verify,
-            checksum=(crc, sent, returned) if crc is not None and sent and returned else None,
+            checksum=_returned(engine, crc, sent, response),
         )
         if not verdict.matched:
             raise verdict.mismatch(
@@ -340,10 +339,11 @@ def _send_checksum(params: dict[str, Any], crc: Crc | None, body: bytes) -> str 
 
 
 def _returned(
-    engine: Engine, crc: Crc | None, sent: str | None, response: dict[str, Any]
+    engine: Engine, crc: Crc | None, sent: str | None, response: Mapping[str, Any]
 ) -> tuple[Crc, str, str] | None:
-    """What a PutObject's answer says of the checksum sent: (algorithm, sent, stored) when
-    the store kept it, for :func:`judge`; the engine learns whether it keeps checksums."""
+    """What a PutObject's or UploadPart's answer says of the checksum sent: (algorithm,
+    sent, stored) when the store kept it, for :func:`judge`; the engine learns whether it
+    keeps checksums."""
     if crc is None or sent is None:
         return None
     stored = stored_checksum(response, crc)
