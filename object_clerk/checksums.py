@@ -128,6 +128,14 @@ class CrcState:
         self.value = self.crc.combine(self.value, later.value, later.length)
         self.length += later.length
 
+    def append(self, later: CrcState, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``, the bytes that follow, whose CRC is ``later``: combined where the
+        algorithm can (awscrt), hashed again where it cannot (zlib's CRC32)."""
+        if self.crc.combine is not None:
+            self.then(later)
+        else:
+            self.update(data)
+
     def digest(self) -> bytes:
         return self.value.to_bytes(self.crc.width, "big")
 

@@ -505,14 +505,13 @@ class Engine:
             # Ceph RGW 16 answers CompleteMultipartUpload with an empty ETag, and moto with
             # no checksum: ask for them.
             head = self.head(bucket, key, args=args, checksum_mode=checksum is not None)
-            answered = etag_text.strip('"')
-            same = not answered or str(head.get("ETag") or "").strip('"') == answered
+            head_etag = str(head.get("ETag") or "")
             if not etag_text.strip('"'):
-                etag_text = str(head.get("ETag") or "")
+                etag_text = head_etag
+            elif head_etag.strip('"') != etag_text.strip('"'):
+                checksum = None  # another writer replaced the key since: its CRC is not ours
             response = {**response, "VersionId": response.get("VersionId") or head.get("VersionId")}
             response.setdefault("ServerSideEncryption", head.get("ServerSideEncryption"))
-            if not same:  # another writer replaced the key since: its checksum is not ours
-                checksum = None
             stored = stored_checksum(head, checksum[0]) if checksum else None
         if checksum is not None:
             self.learn_checksums(stored)

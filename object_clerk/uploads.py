@@ -110,7 +110,7 @@ def _put(
         digest = hashlib.md5(body, usedforsecurity=False)
         computed = [digest.hexdigest()]
         params["ContentMD5"] = b64(digest.digest())
-    sent = _send_checksum(params, crc, body)
+    sent = _send_checksum(params, crc, crc.of(body) if crc is not None else None)
     stored_mismatch = False
 
     def attempt() -> tuple[dict[str, Any], Verdict]:
@@ -230,7 +230,8 @@ def _part_jobs(
 ) -> Iterator[Callable[[], _Part]]:
     """One job per part, each reading its part from ``source`` only when the runner has a
     slot for it: at most ``max_concurrency`` parts exist at once, read or in flight.
-    ``whole``: the object's running CRC, fed each part as it is read (in order)."""
+    ``whole``: the object's running CRC. Each part's CRC is computed once, as it is read (in
+    order), and appended to it (see :meth:`CrcState.append`)."""
     part_args = repeated_args(extra_args)
     number = 0
     total = 0
@@ -248,8 +249,12 @@ def _part_jobs(
                 key=key,
             )
         total += len(body)
+        sent = None
         if whole is not None:
-            whole.update(body)
+            part = CrcState(whole.crc)
+            part.update(body)
+            whole.append(part, body)
+            sent = part.encoded()
         yield functools.partial(
             _upload_part,
             engine,
@@ -263,6 +268,7 @@ def _part_jobs(
             verify,
             progress,
             crc,
+            sent,
         )
         del body  # the job holds the part now; the next one is read when it has a slot
 
@@ -279,8 +285,9 @@ def _upload_part(
     verify: bool,
     progress: Progress,
     crc: Crc | None,
+    sent: str | None,
 ) -> _Part:
-    """UploadPart, retried, verified."""
+    """UploadPart, retried, verified. ``sent``: the part's ``crc``, to send with it."""
     digest = hashlib.md5(body, usedforsecurity=False).digest()
     params: dict[str, Any] = {
         "Bucket": bucket,
@@ -292,7 +299,7 @@ def _upload_part(
     }
     if verify:
         params["ContentMD5"] = b64(digest)
-    sent = _send_checksum(params, crc, body)
+    _send_checksum(params, crc, sent)
 
     def attempt() -> str:
         response = engine.client.upload_part(**params)
@@ -329,12 +336,10 @@ class _Part(NamedTuple):
     checksum: str | None
 
 
-def _send_checksum(params: dict[str, Any], crc: Crc | None, body: bytes) -> str | None:
-    """Add ``body``'s ``crc`` to a PutObject or UploadPart request; the value sent."""
-    if crc is None:
-        return None
-    value = crc.of(body)
-    params.update({"ChecksumAlgorithm": crc.algorithm, crc.field: value})
+def _send_checksum(params: dict[str, Any], crc: Crc | None, value: str | None) -> str | None:
+    """Add the body's ``crc`` (``value``) to a PutObject or UploadPart request; the value."""
+    if crc is not None and value is not None:
+        params.update({"ChecksumAlgorithm": crc.algorithm, crc.field: value})
     return value
 
 

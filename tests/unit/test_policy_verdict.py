@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 
 import pytest
 
@@ -177,3 +178,22 @@ def test_an_uploads_returned_checksum_must_equal_the_one_sent() -> None:
     )
     assert (proven.kind, proven.verified) == ("crc32", True)
     assert judge(verify=False, etag=md5, checksum=(crc, sent, other)).kind == "skipped"
+
+
+@pytest.mark.parametrize("combine", [True, False])
+def test_appending_parts_gives_the_whole_objects_crc(combine: bool) -> None:
+    """Part CRCs appended in order (combined, or hashed again without ``combine``) give
+    the whole content's CRC."""
+    crc = checksums.ALGORITHMS["crc32"]
+    if not combine:
+        crc = checksums.Crc("crc32", crc.field, crc.width, zlib.crc32, None)
+    elif crc.combine is None:
+        pytest.skip("this install has no CRC combine (awscrt)")
+    data = os.urandom(3 * MiB + 7)
+    whole = checksums.CrcState(crc)
+    for start in range(0, len(data), MiB):
+        part = checksums.CrcState(crc)
+        part.update(data[start : start + MiB])
+        whole.append(part, data[start : start + MiB])
+    assert whole.encoded() == crc.of(data) == checksums.ALGORITHMS["crc32"].of(data)
+    assert whole.length == len(data)
