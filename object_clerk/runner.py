@@ -18,10 +18,10 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-__all__ = ["Progress", "run_parts"]
+__all__ = ["Progress", "run_objects", "run_parts"]
 
 R = TypeVar("R")
 
@@ -134,3 +134,59 @@ class Progress:
             amount, self._total = self._total, 0
             if amount:
                 self._callback(-amount)
+
+
+def run_objects(
+    jobs: Iterable[Callable[[], R]],
+    *,
+    concurrency: int,
+    consume: Callable[[R], None],
+    executor: Executor | None = None,
+    name: str = "object-clerk-objects",
+) -> list[BaseException]:
+    """Run a bulk call's jobs, one per object, at most ``concurrency`` submitted at once,
+    on ``executor`` or on a thread pool of that size.
+
+    Unlike :func:`run_parts`, objects are independent: each result goes to ``consume``
+    (in the caller's thread) as soon as its job finishes, in any order, and a failure does
+    not discard the others' results. After the first failure no new job is submitted and
+    queued ones are cancelled; those already running finish, and their results are still
+    consumed, so the caller can report everything that was done. Returns the failures.
+
+    Jobs go to ``executor`` as they are, so on a process or cluster executor they must
+    pickle.
+    """
+    pool = executor if executor is not None else ThreadPoolExecutor(concurrency, name)
+    source = iter(jobs)
+    pending: set[Future[R]] = set()
+    errors: list[BaseException] = []
+    try:
+        while True:
+            while not errors and len(pending) < concurrency:
+                job = next(source, None)
+                if job is None:
+                    break
+                pending.add(pool.submit(job))
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.cancelled():
+                    continue
+                failure = future.exception()
+                if failure is not None:
+                    errors.append(failure)
+                else:
+                    consume(future.result())
+            if errors:
+                for future in pending:
+                    future.cancel()
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        wait(pending)
+        raise
+    finally:
+        if executor is None:
+            pool.shutdown(wait=True)
+    return errors
