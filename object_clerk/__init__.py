@@ -2,6 +2,17 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from object_clerk.bulk import (
+    BulkReport,
+    BulkTransferError,
+    Change,
+    Location,
+    Operation,
+    Skipped,
+    StaleUpload,
+    SyncReport,
+    Unchanged,
+)
 from object_clerk.clerk import UPLOAD_EXTRA_ARGS, ObjectClerk
 from object_clerk.engine import PART_SIZE_METADATA, TransferResult
 from object_clerk.errors import (
@@ -56,7 +67,10 @@ __all__ = [
     "UPLOAD_EXTRA_ARGS",
     "AccessDeniedError",
     "BucketNotFoundError",
+    "BulkReport",
+    "BulkTransferError",
     "CallVerification",
+    "Change",
     "ChecksumMismatchError",
     "ClerkSettings",
     "ConfigurationError",
@@ -65,6 +79,7 @@ __all__ = [
     "EtagCalculator",
     "InvalidRequestError",
     "LocalIOError",
+    "Location",
     "NotFoundError",
     "ObjectClerk",
     "ObjectClerkError",
@@ -75,6 +90,7 @@ __all__ = [
     "ObjectNotFoundException",
     "ObjectSaveException",
     "ObjectVerificationException",
+    "Operation",
     "PartLayout",
     "PreconditionFailedError",
     "RequestRejectedError",
@@ -82,11 +98,15 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "ServerError",
+    "Skipped",
     "SourceChangedError",
+    "StaleUpload",
+    "SyncReport",
     "TLSError",
     "ThrottledError",
     "TransferResult",
     "TransientError",
+    "Unchanged",
     "UnverifiableObjectError",
     "UnverifiableObjectWarning",
     "Verification",

@@ -7,7 +7,10 @@ import io
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -15,7 +18,8 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from object_clerk import copying, reads, uploads
+from object_clerk import bulk, copying, reads, uploads
+from object_clerk.bulk import BulkReport, StaleUpload, Symlinks, SyncReport
 from object_clerk.engine import Engine, TransferResult
 from object_clerk.errors import (
     ConfigurationError,
@@ -26,6 +30,7 @@ from object_clerk.errors import (
     TransientError,
 )
 from object_clerk.retry import Retrier, RetryEvent, botocore_attempts
+from object_clerk.runner import Progress
 from object_clerk.settings import (
     ClerkSettings,
     UploadChecksum,
@@ -83,6 +88,14 @@ _DEFAULT_CONTENT_TYPE = "application/octet-stream"  # object-clerk 1.x's default
 # S3's rules, relaxed to what Ceph RGW accepts for legacy buckets (upper case, underscores).
 _BUCKET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _MAX_KEY_BYTES = 1024
+
+#: A boto3-style progress callback: called with the bytes moved since its last call
+#: (negative when a transfer starts over).
+Callback = Callable[[int], object]
+
+# Clients of unpickled clerks, per process and per original clerk: building one costs
+# about a second of CPU, and a Dask worker unpickles a clerk with every task.
+_PROCESS_CLIENTS: dict[tuple[int, str], S3Client] = {}
 
 
 class ObjectClerk:
@@ -195,6 +208,9 @@ class ObjectClerk:
             checksum_policy=settings.checksum_retry_policy(),
             on_retry=on_retry,
         )
+        self._on_retry = on_retry
+        self._token = secrets.token_hex(16)  # names this clerk's client across pickling
+        self._owns_client = client is None
         self._client = client if client is not None else _build_client(settings)
         self._engine = Engine(
             self._client,
@@ -304,9 +320,27 @@ class ObjectClerk:
             f" retry_deadline={policy.deadline})"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A clerk pickles (for a process pool or a Dask cluster) as its settings, which
+        include its credentials: the copy builds its own boto3 client, once per process."""
+        if not self._owns_client:
+            raise TypeError(
+                "an ObjectClerk built around an injected client cannot be pickled: build it"
+                " from settings (arguments, environment) so that a copy can rebuild its client"
+            )
+        state = (self.settings, self.list_objects_page_size, self._on_retry, self._token)
+        return (_unpickled, state)
+
     # ---------------------------------------------------------------- operations ----
 
-    def get_object(self, bucket: str, object_key: str, verify_checksum: bool = True) -> bytes:
+    def get_object(
+        self,
+        bucket: str,
+        object_key: str,
+        verify_checksum: bool = True,
+        *,
+        callback: Callback | None = None,
+    ) -> bytes:
         """Return the object's bytes, verified against the ETag of the same GET response.
 
         The MD5 (or, for a multipart object, the MD5 of each part) is computed as the body
@@ -324,7 +358,10 @@ class ObjectClerk:
         """
         _check_object(bucket, object_key, "get_object")
         sink = reads.BytesSink()
-        reads.read(self._engine, bucket, object_key, sink, verify=verify_checksum)
+        progress = Progress(callback)
+        reads.read(
+            self._engine, bucket, object_key, sink, verify=verify_checksum, progress=progress
+        )
         return sink.getvalue()
 
     def download_object(
@@ -333,6 +370,8 @@ class ObjectClerk:
         object_key: str,
         destination: str | os.PathLike[str] | IO[bytes],
         verify_checksum: bool = True,
+        *,
+        callback: Callback | None = None,
     ) -> TransferResult:
         """Download the object into a file, verified, without holding it in memory.
 
@@ -341,9 +380,25 @@ class ObjectClerk:
         into place only once the whole object has verified: a failed or damaged download
         never leaves a file that looks complete. Large multipart objects are fetched part by
         part in parallel (``S3_DOWNLOAD_CONFIG``), each part resumed on its own if cut.
+        ``callback``, here and on every transfer, is boto3's ``Callback``: it is called with
+        the bytes moved since its last call.
         """
         _check_object(bucket, object_key, "download_object")
-        return reads.download(self._engine, bucket, object_key, destination, verify=verify_checksum)
+        return self._download_path(
+            bucket, object_key, destination, verify_checksum, Progress(callback)
+        )
+
+    def _download_path(
+        self,
+        bucket: str,
+        key: str,
+        destination: str | os.PathLike[str] | IO[bytes],
+        verify: bool,
+        progress: Progress | None,
+    ) -> TransferResult:
+        return reads.download(
+            self._engine, bucket, key, destination, verify=verify, progress=progress
+        )
 
     def iter_object(
         self,
@@ -352,6 +407,7 @@ class ObjectClerk:
         verify_checksum: bool = True,
         *,
         chunk_size: int = 1024 * 1024,
+        callback: Callback | None = None,
     ) -> Iterator[bytes]:
         """Iterate over the object's bytes in chunks of at most ``chunk_size``, with bounded
         memory, for pipelines that process on the fly.
@@ -369,7 +425,12 @@ class ObjectClerk:
                 key=object_key,
             )
         return reads.stream(
-            self._engine, bucket, object_key, verify=verify_checksum, chunk_size=chunk_size
+            self._engine,
+            bucket,
+            object_key,
+            verify=verify_checksum,
+            chunk_size=chunk_size,
+            progress=Progress(callback),
         )
 
     def open_object(
@@ -406,6 +467,7 @@ class ObjectClerk:
         storage_class: str | None = None,
         *,
         extra_args: dict[str, Any] | None = None,
+        callback: Callback | None = None,
     ) -> TransferResult:
         """Upload ``object_data`` and verify what the server stored.
 
@@ -453,6 +515,27 @@ class ObjectClerk:
             extra_args=args,
             verify=verify_checksum,
             allow_empty=False,
+            progress=Progress(callback),
+        )
+
+    def _upload_path(
+        self,
+        path: str,
+        bucket: str,
+        key: str,
+        extra_args: Mapping[str, Any],
+        verify: bool,
+        progress: Progress | None,
+    ) -> TransferResult:
+        """One file of a bulk upload: empty files included (a sync must converge)."""
+        return uploads.upload(
+            self._engine,
+            Path(path),
+            bucket,
+            key,
+            extra_args=dict(extra_args),
+            verify=verify,
+            progress=progress,
         )
 
     def copy_object(
@@ -462,6 +545,8 @@ class ObjectClerk:
         destination_bucket: str,
         destination_object_key: str,
         verify_checksum: bool = True,
+        *,
+        callback: Callback | None = None,
     ) -> TransferResult:
         """Copy server-side and verify the destination's ETag equals the source's.
 
@@ -473,14 +558,28 @@ class ObjectClerk:
             source_bucket, source_object_key, destination_bucket, destination_object_key,
             "copy_object",
         )  # fmt: skip
-        return copying.copy(
-            self._engine,
+        return self._copy(
             source_bucket,
             source_object_key,
             destination_bucket,
             destination_object_key,
-            verify=verify_checksum,
+            verify_checksum,
+            Progress(callback),
         )
+
+    def _copy(
+        self,
+        source_bucket: str,
+        source_key: str,
+        bucket: str,
+        key: str,
+        verify: bool,
+        progress: Progress | None,
+    ) -> TransferResult:
+        return copying.copy(
+            self._engine, source_bucket, source_key, bucket, key, verify=verify,
+            progress=progress,
+        )  # fmt: skip
 
     def move_object(
         self,
@@ -489,6 +588,8 @@ class ObjectClerk:
         destination_bucket: str,
         destination_object_key: str,
         verify_checksum: bool = True,
+        *,
+        callback: Callback | None = None,
     ) -> TransferResult:
         """Copy, then delete the source once the copy has verified.
 
@@ -512,6 +613,7 @@ class ObjectClerk:
                 destination_object_key,
                 verify=verify_checksum,
                 operation=operation,
+                progress=Progress(callback),
             )
             if not result.verified:
                 head = self._engine.head(destination_bucket, destination_object_key)
@@ -635,6 +737,250 @@ class ObjectClerk:
                 params["StartAfter"] = contents[-1]["Key"]
             else:
                 return
+
+    # --------------------------------------------------------------- many objects ----
+
+    def upload_directory(
+        self,
+        directory: str | os.PathLike[str],
+        bucket: str,
+        prefix: str = "",
+        *,
+        include: Iterable[str] | str | None = None,
+        exclude: Iterable[str] | str | None = None,
+        symlinks: Symlinks = "inside",
+        extra_args: dict[str, Any] | None = None,
+        verify_checksum: bool = True,
+        max_concurrency: int | None = None,
+        executor: Executor | None = None,
+        callback: Callback | None = None,
+        object_callback: Callable[[int, int], object] | None = None,
+    ) -> BulkReport:
+        """Upload every regular file under ``directory`` to ``prefix`` + its relative POSIX
+        path, each verified as :meth:`upload_object` verifies it. Empty files are included.
+
+        ``prefix`` names a directory: ``"backup"`` means ``"backup/"``. ``include`` and
+        ``exclude`` are glob patterns on the relative path (``fnmatch``, where ``*`` also
+        crosses ``/``); exclusion wins. ``symlinks``: ``"inside"`` (the default) follows
+        links that stay inside ``directory`` and skips the others; ``"follow"`` follows all,
+        ``"skip"`` none. Skipped files are in the report's ``skipped``, with the reason.
+        Each file's content type is guessed from its name unless ``extra_args`` gives one.
+
+        ``max_concurrency`` objects run at once (default: the upload ``max_concurrency``),
+        on a thread pool, or on ``executor`` (any ``concurrent.futures.Executor``, such as
+        a Dask cluster's ``client.get_executor()``). ``callback`` gets the bytes moved, as
+        boto3's ``Callback``; ``object_callback(done, total)`` the object counts.
+
+        Raises:
+            BulkTransferError: an object failed; no new one was started, and each object
+                is either whole or untouched. Its ``report`` says what was uploaded.
+        """
+        operation = "upload_directory"
+        _check_bucket(bucket, operation)
+        args = dict(extra_args or {})
+        unknown = set(args) - UPLOAD_EXTRA_ARGS
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown upload arguments {sorted(unknown)}", operation=operation, bucket=bucket
+            )
+        _check_upload_args(args, bucket, "")
+        runner = self._runner(
+            operation, max_concurrency, executor, callback, object_callback, upload=True
+        )
+        return bulk.upload_directory(
+            self,
+            directory,
+            bucket,
+            prefix,
+            include=bulk.patterns(include, "include", operation),
+            exclude=bulk.patterns(exclude, "exclude", operation),
+            symlinks=_symlinks(symlinks, operation),
+            extra_args=args,
+            verify=verify_checksum,
+            runner=runner,
+        )
+
+    def download_prefix(
+        self,
+        bucket: str,
+        prefix: str,
+        directory: str | os.PathLike[str],
+        *,
+        include: Iterable[str] | str | None = None,
+        exclude: Iterable[str] | str | None = None,
+        verify_checksum: bool = True,
+        max_concurrency: int | None = None,
+        executor: Executor | None = None,
+        callback: Callback | None = None,
+        object_callback: Callable[[int, int], object] | None = None,
+    ) -> BulkReport:
+        """Download every object under ``prefix`` (through every listing page) to its path
+        relative to the prefix under ``directory`` (created if missing), each verified and
+        written atomically as :meth:`download_object` writes it.
+
+        A key that would land outside ``directory`` is refused, reported in ``skipped`` and
+        never written: ``..``, ``.`` or empty segments, an absolute path, a backslash, a NUL,
+        or a parent directory that is a symlink leading out. Directory markers (keys ending
+        in ``/``) are skipped. ``include``, ``exclude``, ``max_concurrency``, ``executor``
+        and the callbacks: as for :meth:`upload_directory`.
+
+        Raises:
+            BulkTransferError: an object failed; no partial file is left.
+        """
+        operation = "download_prefix"
+        _check_bucket(bucket, operation)
+        runner = self._runner(
+            operation, max_concurrency, executor, callback, object_callback, upload=False
+        )
+        return bulk.download_prefix(
+            self,
+            bucket,
+            prefix,
+            directory,
+            include=bulk.patterns(include, "include", operation),
+            exclude=bulk.patterns(exclude, "exclude", operation),
+            verify=verify_checksum,
+            runner=runner,
+        )
+
+    def sync(
+        self,
+        source: str | os.PathLike[str],
+        destination: str | os.PathLike[str],
+        *,
+        delete: bool = False,
+        dry_run: bool = False,
+        include: Iterable[str] | str | None = None,
+        exclude: Iterable[str] | str | None = None,
+        symlinks: Symlinks = "inside",
+        verify_checksum: bool = True,
+        max_concurrency: int | None = None,
+        executor: Executor | None = None,
+        callback: Callback | None = None,
+        object_callback: Callable[[int, int], object] | None = None,
+    ) -> SyncReport:
+        """Make ``destination`` hold what ``source`` holds, one way. Each side is a local
+        directory or ``"s3://bucket/prefix"``; bucket to bucket copies server-side.
+
+        An object is the same when its size matches and its ETag equals the other side's,
+        where a local file's ETag is computed in the remote object's own part layout (as a
+        read finds it). Where the ETag cannot prove the content (SSE-KMS, SSE-C, a layout no
+        candidate reproduces), the object is the same when the destination is at least as
+        new as the source, and :attr:`SyncReport.unchanged` says so for that object.
+
+        ``delete=True`` removes what the source lacks (within the filters), only after every
+        transfer succeeded. ``dry_run=True`` compares and reports, and changes nothing.
+        Returns a :class:`~object_clerk.bulk.SyncReport`: iterating it gives the changes as
+        ``(key, operation, location)`` records, as filecloudsync's sync returns them.
+
+        Raises:
+            BulkTransferError: a transfer failed: nothing was deleted, and every object is
+                whole (the old or the new) with no partial file or multipart upload left.
+        """
+        operation = "sync"
+        to_bucket = isinstance(destination, str) and destination.startswith("s3://")
+        runner = self._runner(
+            operation, max_concurrency, executor, callback, object_callback, upload=to_bucket
+        )
+        return bulk.sync(
+            self,
+            source,
+            destination,
+            delete=delete,
+            dry_run=dry_run,
+            include=bulk.patterns(include, "include", operation),
+            exclude=bulk.patterns(exclude, "exclude", operation),
+            symlinks=_symlinks(symlinks, operation),
+            verify=verify_checksum,
+            runner=runner,
+        )
+
+    def abort_stale_uploads(
+        self,
+        bucket: str,
+        older_than: timedelta | float,
+        *,
+        prefix: str = "",
+        dry_run: bool = False,
+    ) -> list[StaleUpload]:
+        """Abort the incomplete multipart uploads under ``prefix`` that were initiated more
+        than ``older_than`` (a timedelta, or seconds) ago, such as those a crashed process
+        left, and return them, through every page of ListMultipartUploads
+        (``list_objects_page_size`` at a time). ``dry_run=True`` lists them without
+        aborting. Choose ``older_than`` longer than any upload still running may take: an
+        upload aborted while in progress fails."""
+        operation = "abort_stale_uploads"
+        _check_bucket(bucket, operation)
+        if not isinstance(prefix, str):
+            raise InvalidRequestError("prefix must be a string", operation=operation)
+        delta = bulk.older_than_delta(older_than, operation)
+        return bulk.abort_stale_uploads(self, bucket, delta, prefix=prefix, dry_run=dry_run)
+
+    def _runner(
+        self,
+        operation: str,
+        max_concurrency: int | None,
+        executor: Executor | None,
+        callback: Callback | None,
+        object_callback: Callable[[int, int], object] | None,
+        *,
+        upload: bool,
+    ) -> bulk.Runner:
+        transfer = self._engine.transfer
+        concurrency = max_concurrency
+        if concurrency is None:
+            concurrency = transfer.upload_concurrency if upload else transfer.download_concurrency
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidRequestError(
+                f"max_concurrency must be a whole number >= 1, got {max_concurrency!r}",
+                operation=operation,
+            )
+        if executor is not None and not isinstance(executor, Executor):
+            raise InvalidRequestError(
+                f"executor must be a concurrent.futures.Executor, not {type(executor).__name__}",
+                operation=operation,
+            )
+        return bulk.Runner(
+            operation=operation,
+            concurrency=concurrency,
+            executor=executor,
+            callback=callback,
+            object_callback=object_callback,
+        )
+
+    @staticmethod
+    def _key_problem(key: str) -> str | None:
+        """Why ``key`` is no valid S3 key, or None."""
+        try:
+            _check_object("bucket", key, "")
+        except InvalidRequestError as exc:
+            return exc.message
+        return None
+
+
+def _unpickled(
+    settings: ClerkSettings,
+    page_size: int,
+    on_retry: Callable[[RetryEvent], None] | None,
+    token: str,
+) -> ObjectClerk:
+    """A pickled clerk, rebuilt: its client is built once per process and then shared."""
+    cached = _PROCESS_CLIENTS.get((os.getpid(), token))
+    if cached is None:
+        cached = _PROCESS_CLIENTS.setdefault((os.getpid(), token), _build_client(settings))
+    clerk = ObjectClerk(
+        settings=settings, list_objects_page_size=page_size, on_retry=on_retry, client=cached
+    )
+    clerk._owns_client, clerk._token = True, token
+    return clerk
+
+
+def _symlinks(value: object, operation: str) -> Symlinks:
+    if value not in ("inside", "follow", "skip"):
+        raise InvalidRequestError(
+            f"symlinks must be 'inside', 'follow' or 'skip', got {value!r}", operation=operation
+        )
+    return value
 
 
 def _build_client(settings: ClerkSettings) -> S3Client:

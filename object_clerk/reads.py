@@ -559,7 +559,13 @@ def _transfer_result(bucket: str, key: str, result: ReadResult) -> TransferResul
 
 
 def stream(
-    engine: Engine, bucket: str, key: str, *, verify: bool, chunk_size: int
+    engine: Engine,
+    bucket: str,
+    key: str,
+    *,
+    verify: bool,
+    chunk_size: int,
+    progress: Progress | None = None,
 ) -> Iterator[bytes]:
     """Yield the object's bytes in order, read by a background thread with bounded memory.
 
@@ -572,7 +578,7 @@ def stream(
     def produce() -> None:
         error: BaseException | None = None
         try:
-            read(engine, bucket, key, sink, verify=verify)
+            read(engine, bucket, key, sink, verify=verify, progress=progress)
         except BaseException as exc:
             if sink.closed.is_set():
                 return  # the reader went away

@@ -1,0 +1,999 @@
+"""Many objects at once: directory uploads, prefix downloads, a one-way sync that compares by
+content, and the cleanup of stale multipart uploads.
+
+Strategy: a bulk call first plans (it walks the directory and reads every page of every
+listing), then runs one job per object through :func:`object_clerk.runner.run_objects`, on
+a thread pool or on the caller's ``concurrent.futures.Executor`` (a Dask cluster's, say).
+Each job is a module-level function of a picklable clerk and plain values, so it runs the
+same in a thread or in another process. Every job uses the clerk's verified single-object
+calls, so each object is written whole or not at all (an upload is aborted, a download is
+renamed into place only once verified). A sync deletes nothing until every transfer has
+succeeded.
+
+"The same" in a sync means the same size and the same ETag, where the local file's ETag is
+computed in the remote object's own part layout (found as a read finds it). Where the ETag
+proves nothing (SSE-KMS, SSE-C, a layout no candidate matches), size and modification time
+decide, and the report says so for that object.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import mimetypes
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from object_clerk.engine import TransferResult
+from object_clerk.errors import InvalidRequestError, LocalIOError, ObjectClerkError
+from object_clerk.etag import EtagCalculator, MiB, parse_etag
+from object_clerk.runner import Progress, run_objects
+from object_clerk.verdict import ObjectLayout, etag_opacity
+
+if TYPE_CHECKING:
+    from object_clerk.clerk import ObjectClerk
+
+__all__ = [
+    "BulkReport",
+    "BulkTransferError",
+    "Change",
+    "Location",
+    "Operation",
+    "Skipped",
+    "StaleUpload",
+    "SyncReport",
+    "Unchanged",
+]
+
+logger = logging.getLogger("object_clerk")
+
+Symlinks = Literal["inside", "follow", "skip"]
+ObjectCallback = Callable[[int, int], object]
+
+
+class Operation(Enum):
+    """What a sync did to a destination object (filecloudsync's names and values)."""
+
+    ADDED = "added"
+    MODIFIED = "modified"
+    DELETED = "deleted"
+
+
+class Location(Enum):
+    """Where the change happened (filecloudsync's names and values)."""
+
+    BUCKET = "keys"
+    LOCAL = "files"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change a sync made (or, with ``dry_run``, would make). It unpacks as
+    filecloudsync's ``(key, operation, location)``. ``key`` is the path relative to the
+    prefix or directory, in key form (``/`` separators); ``target`` is where the change
+    landed (``s3://bucket/key`` or a local path); ``reason`` says why."""
+
+    key: str
+    operation: Operation
+    location: Location
+    target: str = ""
+    reason: str = ""
+    size: int = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.key, self.operation, self.location))
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """An object a sync found the same on both sides, and on what ``basis``: ``"etag"``
+    (content, in the remote object's layout) or ``"size+mtime"`` (with ``reason`` saying
+    why content could not decide)."""
+
+    key: str
+    basis: Literal["etag", "size+mtime"]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or key a bulk call left alone, and why (a symlink leaving the directory, a
+    key that would land outside it, a directory marker, a name that is no valid key)."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class BulkReport:
+    """What a bulk call did: the verified result of each transfer (in completion order),
+    what it skipped and why, and the objects and bytes moved."""
+
+    transferred: list[TransferResult] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def objects(self) -> int:
+        return len(self.transferred)
+
+    @property
+    def bytes(self) -> int:
+        return sum(result.size for result in self.transferred)
+
+
+@dataclass
+class SyncReport(BulkReport):
+    """What a sync did. Iterating over it gives its :class:`Change` records, the
+    ``(key, operation, location)`` list filecloudsync's sync returns; ``unchanged`` lists
+    what was found the same, and on what basis."""
+
+    changes: list[Change] = field(default_factory=list)
+    unchanged: list[Unchanged] = field(default_factory=list)
+    dry_run: bool = False
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self.changes)
+
+    def __len__(self) -> int:
+        return len(self.changes)
+
+
+class BulkTransferError(ObjectClerkError):
+    """A bulk call stopped because an object failed. ``errors`` holds each failure (the
+    first one is also this error's ``__cause__``); ``report`` what was done before it
+    stopped. Each object is whole or untouched, and a sync deleted nothing."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: Sequence[BaseException] = (),
+        report: BulkReport | None = None,
+        **context: Any,
+    ) -> None:
+        super().__init__(message, **context)
+        self.errors = list(errors)
+        self.report = report if report is not None else BulkReport()
+
+
+@dataclass(frozen=True)
+class StaleUpload:
+    """An incomplete multipart upload :meth:`ObjectClerk.abort_stale_uploads` found:
+    ``aborted`` is False in a dry run, or when it was gone by the time of the abort."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    initiated: datetime
+    aborted: bool
+
+
+# ------------------------------------------------------------------ locations ----
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str  # "" or ending in "/"
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def parse_location(value: str | os.PathLike[str], operation: str) -> S3Location | Path:
+    """``s3://bucket[/prefix]`` or a local directory."""
+    if isinstance(value, str) and value.startswith("s3://"):
+        bucket, _, prefix = value[len("s3://") :].partition("/")
+        return S3Location(bucket, directory_prefix(prefix))
+    if not isinstance(value, (str, os.PathLike)):
+        raise InvalidRequestError(
+            f"a location is a directory or s3://bucket/prefix, not {type(value).__name__}",
+            operation=operation,
+        )
+    return Path(value)
+
+
+def directory_prefix(prefix: str) -> str:
+    """A prefix names a directory: ``"data"`` means ``"data/"``, as ``aws s3 sync`` has it."""
+    if not isinstance(prefix, str):
+        raise InvalidRequestError(f"prefix must be a string, not {type(prefix).__name__}")
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+# ------------------------------------------------------------------ local side ----
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    rel: str  # POSIX path relative to the walked directory
+    path: str
+    size: int
+    mtime: float
+
+
+def walk(
+    root: Path,
+    *,
+    include: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    symlinks: Symlinks,
+    skipped: list[Skipped],
+) -> Iterator[LocalFile]:
+    """Every regular file under ``root`` that the filters select, in a stable order.
+
+    ``symlinks``: ``"inside"`` follows links whose target lies inside ``root`` and skips
+    the others (reported); ``"follow"`` follows every link; ``"skip"`` follows none (the
+    links are reported). A directory reached twice through links is walked once.
+    """
+    top = os.path.realpath(root)
+    visited = {top}
+    stack: list[tuple[str, str]] = [(str(root), "")]
+    while stack:
+        directory, rel_dir = stack.pop()
+        try:
+            with os.scandir(directory) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as exc:
+            raise LocalIOError(
+                f"cannot list {directory}: {exc.strerror or exc}",
+                errno=exc.errno,
+                path=directory,
+            ) from exc
+        subdirectories: list[tuple[str, str]] = []
+        for entry in entries:
+            rel = rel_dir + entry.name
+            if _undecodable(entry.name):
+                skipped.append(Skipped(rel, "the name is not valid UTF-8, so it is no S3 key"))
+                continue
+            try:
+                info = _follow(entry, rel, top, symlinks, skipped)
+            except OSError as exc:
+                skipped.append(Skipped(rel, f"cannot read it: {exc.strerror or exc}"))
+                continue
+            if info is None:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                real = os.path.realpath(entry.path)
+                if real not in visited:
+                    visited.add(real)
+                    subdirectories.append((entry.path, rel + "/"))
+            elif stat.S_ISREG(info.st_mode):
+                if selected(rel, include, exclude):
+                    yield LocalFile(rel, entry.path, info.st_size, info.st_mtime)
+            else:
+                skipped.append(Skipped(rel, "not a regular file"))
+        stack.extend(reversed(subdirectories))
+
+
+def _follow(
+    entry: os.DirEntry[str], rel: str, top: str, symlinks: Symlinks, skipped: list[Skipped]
+) -> os.stat_result | None:
+    if not entry.is_symlink():
+        return entry.stat(follow_symlinks=False)
+    if symlinks == "skip":
+        skipped.append(Skipped(rel, "a symbolic link (symlinks='skip')"))
+        return None
+    target = os.path.realpath(entry.path)
+    if symlinks == "inside" and not within(target, top):
+        skipped.append(Skipped(rel, f"a symbolic link that leaves the directory (to {target})"))
+        return None
+    try:
+        return os.stat(target)
+    except FileNotFoundError:
+        skipped.append(Skipped(rel, "a broken symbolic link"))
+        return None
+
+
+def _undecodable(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode's surrogate escapes of invalid bytes
+        return True
+    return False
+
+
+def within(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def selected(rel: str, include: Sequence[str] | None, exclude: Sequence[str] | None) -> bool:
+    """Glob filters on the relative POSIX path (``fnmatch``: ``*`` also crosses ``/``).
+    Exclusion wins."""
+    if include and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in include):
+        return False
+    return not (exclude and any(fnmatch.fnmatchcase(rel, pattern) for pattern in exclude))
+
+
+def unsafe_key(rel: str) -> str | None:
+    """Why the relative key ``rel`` must not become a local path, or None. A key is data
+    from the server: it never names a file outside the directory it is downloaded into."""
+    if "\x00" in rel:
+        return "it holds a NUL character"
+    if "\\" in rel:
+        return "it holds a backslash, a path separator elsewhere"
+    if rel.startswith("/"):
+        return "it is an absolute path"
+    segments = rel.split("/")
+    if ".." in segments:
+        return "it has a '..' segment"
+    if any(segment in ("", ".") for segment in segments):
+        return "it has an empty or '.' segment"
+    if os.altsep and os.altsep in rel:
+        return f"it holds {os.altsep!r}"
+    return None
+
+
+def local_target(root_real: str, rel: str) -> str | None:
+    """The path ``rel`` names under the (real) directory, or None when, after
+    normalisation and through any symlinked parent, it would land outside it."""
+    path = os.path.normpath(os.path.join(root_real, *rel.split("/")))
+    if not within(path, root_real) or path == root_real:
+        return None
+    if not within(os.path.realpath(os.path.dirname(path)), root_real):
+        return None
+    return path
+
+
+# ------------------------------------------------------------------ remote side ----
+
+
+def listing(
+    clerk: ObjectClerk, where: S3Location, skipped: list[Skipped] | None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(relative key, listing entry)`` for every object under the prefix, through every
+    page. Directory markers (keys ending in ``/``) are skipped (and reported)."""
+    for entry in clerk.list_objects(where.bucket, prefix=where.prefix):
+        key = entry["Key"]
+        rel = key[len(where.prefix) :]
+        if key.endswith("/"):
+            if skipped is not None:
+                skipped.append(Skipped(key, "a directory marker"))
+            continue
+        yield rel, entry
+
+
+# ------------------------------------------------------------------ comparison ----
+
+
+def same_content(
+    clerk: ObjectClerk, remote: S3Location, rel: str, entry: Mapping[str, Any], path: str
+) -> tuple[bool, str] | str:
+    """Whether the local file holds the remote object's bytes: ``(same, how)``, or the
+    reason content cannot decide (then size and mtime do). The local file's ETag is
+    computed in the remote object's own part layout."""
+    key = remote.prefix + rel
+    etag = parse_etag(entry.get("ETag"))
+    if etag is None:
+        return f"the ETag {entry.get('ETag')!r} is not an MD5"
+    if etag.parts is None:
+        if _local_etag(path, 0) == etag.hexdigest:
+            return True, "ETag"
+        # A plain-looking ETag may still be no MD5 (SSE-KMS, SSE-C): only the HEAD tells.
+        head = clerk._engine.head(remote.bucket, key)
+        reason = etag_opacity([head])
+        return reason if reason is not None else (False, "the ETag differs")
+    head = clerk._engine.head(remote.bucket, key)
+    if parse_etag(head.get("ETag")) != etag:
+        return False, "the object changed while it was compared"
+    layout = clerk._engine.discover_layout(remote.bucket, key, head)
+    if isinstance(layout, str):
+        return layout
+    return _compare_in_layout(path, layout)
+
+
+def _compare_in_layout(path: str, layout: ObjectLayout) -> tuple[bool, str] | str:
+    assert layout.etag is not None
+    for part_size in layout.part_sizes:
+        local = _local_etag(path, part_size)
+        if local == str(layout.etag):
+            return True, f"ETag in the object's layout ({layout.source})"
+    if layout.authoritative:
+        return False, f"the ETag differs in the object's layout ({layout.source})"
+    return "no candidate part layout reproduces the ETag"
+
+
+def _local_etag(path: str, part_size: int) -> str:
+    calc = EtagCalculator(part_size)
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            while block := handle.read(MiB):
+                calc.update(block)
+    except OSError as exc:
+        raise LocalIOError(
+            f"cannot read {path}: {exc.strerror or exc}", errno=exc.errno, path=path
+        ) from exc
+    return calc.etag()
+
+
+def _mtime(entry: Mapping[str, Any]) -> float:
+    modified = entry.get("LastModified")
+    return modified.timestamp() if isinstance(modified, datetime) else 0.0
+
+
+# ------------------------------------------------------------------ the jobs ----
+# Module-level functions of a clerk and plain values: they pickle, so they run the same in
+# a thread or in a Dask worker.
+
+
+def upload_job(
+    clerk: ObjectClerk,
+    path: str,
+    bucket: str,
+    key: str,
+    extra_args: Mapping[str, Any],
+    verify: bool,
+    progress: Progress | None,
+) -> TransferResult:
+    return clerk._upload_path(path, bucket, key, extra_args, verify, progress)
+
+
+def download_job(
+    clerk: ObjectClerk,
+    bucket: str,
+    key: str,
+    root_real: str,
+    rel: str,
+    verify: bool,
+    progress: Progress | None,
+) -> TransferResult:
+    path = local_target(root_real, rel)
+    if path is None:  # checked when planned; a parent may have become a symlink since
+        raise InvalidRequestError(
+            f"the key would be written outside {root_real}",
+            operation="download_prefix",
+            bucket=bucket,
+            key=key,
+        )
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise LocalIOError(
+            f"cannot create {parent}: {exc.strerror or exc}",
+            errno=exc.errno,
+            path=parent,
+            operation="download_prefix",
+            bucket=bucket,
+            key=key,
+        ) from exc
+    if local_target(root_real, rel) != path:
+        raise InvalidRequestError(
+            f"the key would be written outside {root_real}",
+            operation="download_prefix",
+            bucket=bucket,
+            key=key,
+        )
+    return clerk._download_path(bucket, key, path, verify, progress)
+
+
+def copy_job(
+    clerk: ObjectClerk,
+    source_bucket: str,
+    source_key: str,
+    bucket: str,
+    key: str,
+    verify: bool,
+    progress: Progress | None,
+) -> TransferResult:
+    return clerk._copy(source_bucket, source_key, bucket, key, verify, progress)
+
+
+@dataclass(frozen=True)
+class _Decision:
+    change: Change | None
+    unchanged: Unchanged | None
+    result: TransferResult | None = None
+
+
+def sync_job(
+    clerk: ObjectClerk,
+    item: _SyncItem,
+    dry_run: bool,
+    verify: bool,
+    progress: Progress | None,
+) -> _Decision:
+    """Compare one object with its destination and, unless they are the same, transfer it."""
+    verdict = item.compare(clerk)
+    if isinstance(verdict, Unchanged):
+        return _Decision(None, verdict)
+    change = Change(
+        item.rel,
+        Operation.ADDED if item.destination is None else Operation.MODIFIED,
+        item.location,
+        item.target,
+        verdict,
+        item.size,
+    )
+    if dry_run:
+        return _Decision(change, None)
+    return _Decision(change, None, item.transfer(clerk, verify, progress))
+
+
+def delete_job(clerk: ObjectClerk, target: str | tuple[str, str]) -> None:
+    if isinstance(target, tuple):
+        clerk.delete_object(*target)
+        return
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise LocalIOError(
+            f"cannot delete {target}: {exc.strerror or exc}",
+            errno=exc.errno,
+            path=target,
+            operation="sync",
+        ) from exc
+
+
+@dataclass(frozen=True)
+class _SyncItem:
+    """One source object and what its destination holds under the same relative key."""
+
+    rel: str
+    size: int
+    mtime: float
+    source: S3Location | str  # the bucket side, or the local file's path
+    destination: Mapping[str, Any] | LocalFile | None
+    target_root: S3Location | str  # the destination prefix, or the real local directory
+    source_entry: Mapping[str, Any] | None = None
+
+    @property
+    def location(self) -> Location:
+        return Location.BUCKET if isinstance(self.target_root, S3Location) else Location.LOCAL
+
+    @property
+    def target(self) -> str:
+        if isinstance(self.target_root, S3Location):
+            return f"s3://{self.target_root.bucket}/{self.target_root.prefix}{self.rel}"
+        return os.path.join(self.target_root, *self.rel.split("/"))
+
+    def compare(self, clerk: ObjectClerk) -> Unchanged | str:
+        """Unchanged, or why the object must be transferred."""
+        dest = self.destination
+        if dest is None:
+            return "not at the destination"
+        dest_size = dest.size if isinstance(dest, LocalFile) else int(dest.get("Size") or 0)
+        if dest_size != self.size:
+            return "the size differs"
+        if isinstance(self.source, S3Location):
+            assert self.source_entry is not None
+            if isinstance(dest, LocalFile):  # bucket -> local
+                verdict = same_content(clerk, self.source, self.rel, self.source_entry, dest.path)
+                newer = dest.mtime >= self.mtime
+            else:  # bucket -> bucket
+                verdict = _same_etags(self.source_entry, dest)
+                newer = _mtime(dest) >= self.mtime
+        else:
+            assert isinstance(self.target_root, S3Location) and not isinstance(dest, LocalFile)
+            verdict = same_content(clerk, self.target_root, self.rel, dest, self.source)
+            newer = _mtime(dest) >= self.mtime
+        if isinstance(verdict, tuple):
+            same, how = verdict
+            return Unchanged(self.rel, "etag", how) if same else how
+        if newer:
+            logger.info("%s: compared by size and mtime: %s", self.rel, verdict)
+            return Unchanged(self.rel, "size+mtime", verdict)
+        return f"the source is newer (compared by size and mtime: {verdict})"
+
+    def transfer(
+        self, clerk: ObjectClerk, verify: bool, progress: Progress | None
+    ) -> TransferResult:
+        root = self.target_root
+        if isinstance(self.source, S3Location):
+            key = self.source.prefix + self.rel
+            if isinstance(root, S3Location):
+                return copy_job(
+                    clerk, self.source.bucket, key, root.bucket, root.prefix + self.rel,
+                    verify, progress,
+                )  # fmt: skip
+            return download_job(clerk, self.source.bucket, key, root, self.rel, verify, progress)
+        assert isinstance(root, S3Location)
+        args = {"ContentType": content_type(self.rel)}
+        return upload_job(
+            clerk, self.source, root.bucket, root.prefix + self.rel, args, verify, progress
+        )
+
+
+def _same_etags(source: Mapping[str, Any], dest: Mapping[str, Any]) -> tuple[bool, str] | str:
+    a, b = parse_etag(source.get("ETag")), parse_etag(dest.get("ETag"))
+    if a is None or b is None:
+        return "an ETag is not an MD5"
+    if a == b:
+        return True, "ETag"
+    if a.parts is None and b.parts is None:
+        return False, "the ETag differs"
+    return "the ETags are in different part layouts"
+
+
+# ------------------------------------------------------------------ the bulk calls ----
+
+
+class Runner:
+    """Runs a bulk call's jobs and keeps its report: on the caller's executor, or a thread
+    pool of ``concurrency`` when there is none. A job that runs in this process is told
+    ``progress`` live; one that runs elsewhere reports its bytes when its result returns."""
+
+    def __init__(
+        self,
+        *,
+        operation: str,
+        concurrency: int,
+        executor: Executor | None,
+        callback: Callable[[int], object] | None,
+        object_callback: ObjectCallback | None,
+    ) -> None:
+        self.operation = operation
+        self.concurrency = concurrency
+        self.executor = executor
+        self.local = executor is None or isinstance(executor, ThreadPoolExecutor)
+        self.progress = Progress(callback)
+        self.object_callback = object_callback
+        self.errors: list[BaseException] = []
+
+    def run(
+        self,
+        jobs: Sequence[Callable[[Progress | None], Any]],
+        consume: Callable[[Any], None],
+    ) -> None:
+        """Run ``jobs`` (each takes the progress to report to); hand each result to
+        ``consume`` in the caller's thread. On a failure no new job starts, and the ones
+        running finish; the failures are collected in :attr:`errors`."""
+        total, done = len(jobs), 0
+        progress = self.progress if self.local else None
+
+        def finished(result: Any) -> None:
+            nonlocal done
+            if not self.local and isinstance(result, TransferResult):
+                self.progress.add(result.size)
+            if not self.local and isinstance(result, _Decision) and result.result is not None:
+                self.progress.add(result.result.size)
+            consume(result)
+            done += 1
+            if self.object_callback is not None:
+                self.object_callback(done, total)
+
+        if self.object_callback is not None:
+            self.object_callback(0, total)
+        self.errors.extend(
+            run_objects(
+                (partial(job, progress) for job in jobs),
+                concurrency=self.concurrency,
+                executor=self.executor,
+                consume=finished,
+                name=f"object-clerk-{self.operation}",
+            )
+        )
+
+    def check(self, report: BulkReport, what: str) -> None:
+        if not self.errors:
+            return
+        first = self.errors[0]
+        raise BulkTransferError(
+            f"{len(self.errors)} object(s) failed, {what}; the first: {first}",
+            errors=self.errors,
+            report=report,
+            operation=self.operation,
+        ) from first
+
+
+def upload_directory(
+    clerk: ObjectClerk,
+    directory: str | os.PathLike[str],
+    bucket: str,
+    prefix: str,
+    *,
+    include: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    symlinks: Symlinks,
+    extra_args: Mapping[str, Any],
+    verify: bool,
+    runner: Runner,
+) -> BulkReport:
+    root = _directory(directory, runner.operation, must_exist=True)
+    prefix = directory_prefix(prefix)
+    report = BulkReport()
+    jobs = []
+    files = walk(root, include=include, exclude=exclude, symlinks=symlinks, skipped=report.skipped)
+    for local in files:
+        key = prefix + local.rel
+        problem = clerk._key_problem(key)
+        if problem is not None:
+            report.skipped.append(Skipped(local.rel, problem))
+            continue
+        args = dict(extra_args)
+        if "ContentType" not in args:
+            args["ContentType"] = content_type(local.rel)
+        jobs.append(partial(upload_job, clerk, local.path, bucket, key, args, verify))
+    _report_skipped(report, runner.operation)
+    runner.run(jobs, report.transferred.append)
+    runner.check(report, "the others were uploaded or not started")
+    return report
+
+
+def download_prefix(
+    clerk: ObjectClerk,
+    bucket: str,
+    prefix: str,
+    directory: str | os.PathLike[str],
+    *,
+    include: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    verify: bool,
+    runner: Runner,
+) -> BulkReport:
+    root = _directory(directory, runner.operation, must_exist=False)
+    where = S3Location(bucket, directory_prefix(prefix))
+    report = BulkReport()
+    root_real = os.path.realpath(root)
+    jobs = []
+    for rel, entry in listing(clerk, where, report.skipped):
+        if not selected(rel, include, exclude):
+            continue
+        problem = _refused(root_real, rel)
+        if problem is not None:
+            report.skipped.append(Skipped(entry["Key"], problem))
+            continue
+        jobs.append(partial(download_job, clerk, bucket, entry["Key"], root_real, rel, verify))
+    _report_skipped(report, runner.operation)
+    runner.run(jobs, report.transferred.append)
+    runner.check(report, "the others were downloaded or not started")
+    return report
+
+
+def sync(
+    clerk: ObjectClerk,
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    delete: bool,
+    dry_run: bool,
+    include: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    symlinks: Symlinks,
+    verify: bool,
+    runner: Runner,
+) -> SyncReport:
+    operation = runner.operation
+    src = parse_location(source, operation)
+    dst = parse_location(destination, operation)
+    if isinstance(src, Path) and isinstance(dst, Path):
+        raise InvalidRequestError(
+            "one side of a sync must be s3://bucket/prefix; both are local", operation=operation
+        )
+    if isinstance(src, S3Location) and isinstance(dst, S3Location):
+        _check_disjoint(src, dst, operation)
+    report = SyncReport(dry_run=dry_run)
+    # The destination's index: relative key -> what is there. Every listing page is read.
+    target_root: S3Location | str
+    if isinstance(dst, S3Location):
+        target_root = dst
+        existing: dict[str, Mapping[str, Any] | LocalFile] = dict(listing(clerk, dst, None))
+    else:
+        root = _directory(dst, operation, must_exist=False)
+        target_root = os.path.realpath(root)
+        existing = {
+            local.rel: local
+            for local in walk(root, include=include, exclude=exclude, symlinks="skip", skipped=[])
+        }
+    items: list[_SyncItem] = []
+    seen: set[str] = set()  # relative keys the source has, sent or skipped
+    if isinstance(src, S3Location):
+        for rel, entry in listing(clerk, src, report.skipped):
+            if not selected(rel, include, exclude):
+                continue
+            seen.add(rel)
+            if isinstance(target_root, str):
+                problem = _refused(target_root, rel)
+                if problem is not None:
+                    report.skipped.append(Skipped(entry["Key"], problem))
+                    continue
+            items.append(
+                _SyncItem(
+                    rel, int(entry.get("Size") or 0), _mtime(entry), src,
+                    existing.get(rel), target_root, entry,
+                )
+            )  # fmt: skip
+    else:
+        assert isinstance(target_root, S3Location)
+        root = _directory(src, operation, must_exist=True)
+        files = walk(
+            root, include=include, exclude=exclude, symlinks=symlinks, skipped=report.skipped
+        )
+        for local in files:
+            seen.add(local.rel)
+            problem = clerk._key_problem(target_root.prefix + local.rel)
+            if problem is not None:
+                report.skipped.append(Skipped(local.rel, problem))
+                continue
+            items.append(
+                _SyncItem(
+                    local.rel, local.size, local.mtime, local.path,
+                    existing.get(local.rel), target_root,
+                )
+            )  # fmt: skip
+        seen.update(skip.name for skip in report.skipped)  # never delete what was skipped
+    _report_skipped(report, operation)
+
+    def consume(decision: _Decision) -> None:
+        if decision.unchanged is not None:
+            report.unchanged.append(decision.unchanged)
+        if decision.change is not None:
+            report.changes.append(decision.change)
+        if decision.result is not None:
+            report.transferred.append(decision.result)
+
+    runner.run([partial(sync_job, clerk, item, dry_run, verify) for item in items], consume)
+    runner.check(report, "so nothing was deleted")
+    if not delete:
+        return report
+    doomed = [
+        rel for rel in sorted(existing) if rel not in seen and selected(rel, include, exclude)
+    ]
+    deletions = []
+    for rel in doomed:
+        if isinstance(target_root, S3Location):
+            target: str | tuple[str, str] = (target_root.bucket, target_root.prefix + rel)
+            shown = f"s3://{target[0]}/{target[1]}"
+        else:
+            found = existing[rel]
+            assert isinstance(found, LocalFile)
+            target = shown = found.path
+        change = Change(rel, Operation.DELETED, _location(target_root), shown, "not in the source")
+        deletions.append((change, target))
+    if dry_run:
+        report.changes.extend(change for change, _ in deletions)
+        return report
+    runner.run(
+        [partial(_delete_numbered, clerk, n, target) for n, (_, target) in enumerate(deletions)],
+        lambda n: report.changes.append(deletions[n][0]),
+    )
+    runner.check(report, "while deleting")
+    return report
+
+
+def _delete_numbered(
+    clerk: ObjectClerk, number: int, target: str | tuple[str, str], _progress: Progress | None
+) -> int:
+    delete_job(clerk, target)
+    return number
+
+
+def abort_stale_uploads(
+    clerk: ObjectClerk,
+    bucket: str,
+    older_than: timedelta,
+    *,
+    prefix: str,
+    dry_run: bool,
+) -> list[StaleUpload]:
+    """Every incomplete multipart upload under ``prefix`` initiated more than
+    ``older_than`` ago, through every page of ListMultipartUploads, aborted unless
+    ``dry_run``."""
+    engine = clerk._engine
+    cutoff = datetime.now(timezone.utc) - older_than
+    params: dict[str, Any] = {"Bucket": bucket, "MaxUploads": clerk.list_objects_page_size}
+    if prefix:
+        params["Prefix"] = prefix
+    stale: list[tuple[str, str, datetime]] = []
+
+    def fetch() -> dict[str, Any]:
+        return dict(engine.client.list_multipart_uploads(**params))
+
+    while True:
+        page = engine.call("ListMultipartUploads", bucket, None, fetch)
+        for upload in page.get("Uploads", []):
+            initiated = upload["Initiated"]
+            if initiated < cutoff:
+                stale.append((upload["Key"], upload["UploadId"], initiated))
+        if not page.get("IsTruncated"):
+            break
+        key_marker, id_marker = page.get("NextKeyMarker"), page.get("NextUploadIdMarker")
+        if not key_marker and not id_marker:
+            break
+        params["KeyMarker"], params["UploadIdMarker"] = key_marker or "", id_marker or ""
+    found = []
+    for key, upload_id, initiated in stale:
+        aborted = False if dry_run else engine.abort(bucket, key, upload_id) is True
+        if not dry_run:
+            logger.info("aborted stale upload %s of s3://%s/%s", upload_id, bucket, key)
+        found.append(StaleUpload(bucket, key, upload_id, initiated, aborted))
+    return found
+
+
+# ------------------------------------------------------------------ helpers ----
+
+
+def content_type(name: str) -> str:
+    """The content type an upload of a file by this name gets, as the AWS CLI guesses it."""
+    guessed, _ = mimetypes.guess_type(name, strict=False)
+    return guessed or "application/octet-stream"
+
+
+def _location(root: S3Location | str) -> Location:
+    return Location.BUCKET if isinstance(root, S3Location) else Location.LOCAL
+
+
+def _refused(root_real: str, rel: str) -> str | None:
+    problem = unsafe_key(rel)
+    if problem is None and local_target(root_real, rel) is None:
+        problem = "it would land outside the directory (through a symlinked parent)"
+    if problem is not None:
+        logger.warning("refused key %r: %s", rel, problem)
+        return f"refused: {problem}"
+    return None
+
+
+def _report_skipped(report: BulkReport, operation: str) -> None:
+    for skip in report.skipped:
+        logger.info("%s: skipped %s: %s", operation, skip.name, skip.reason)
+
+
+def _directory(value: str | os.PathLike[str], operation: str, *, must_exist: bool) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise InvalidRequestError(
+            f"directory must be a path, not {type(value).__name__}", operation=operation
+        )
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise InvalidRequestError(f"not a directory: {path}", operation=operation)
+    if not path.exists():
+        if must_exist:
+            raise InvalidRequestError(f"no such directory: {path}", operation=operation)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LocalIOError(
+                f"cannot create {path}: {exc.strerror or exc}",
+                errno=exc.errno,
+                path=str(path),
+                operation=operation,
+            ) from exc
+    return path
+
+
+def _check_disjoint(src: S3Location, dst: S3Location, operation: str) -> None:
+    if src.bucket == dst.bucket and (
+        src.prefix.startswith(dst.prefix) or dst.prefix.startswith(src.prefix)
+    ):
+        raise InvalidRequestError(
+            f"{src} and {dst} overlap: a sync between them would feed on itself",
+            operation=operation,
+        )
+
+
+def older_than_delta(value: timedelta | float | int, operation: str) -> timedelta:
+    if isinstance(value, timedelta):
+        delta = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        delta = timedelta(seconds=value)
+    else:
+        raise InvalidRequestError(
+            f"older_than must be a timedelta or seconds, not {type(value).__name__}",
+            operation=operation,
+        )
+    if delta < timedelta(0):
+        raise InvalidRequestError(
+            f"older_than must not be negative, got {delta}", operation=operation
+        )
+    return delta
+
+
+def patterns(values: Iterable[str] | str | None, name: str, operation: str) -> list[str] | None:
+    """``include`` / ``exclude``: one glob or several."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        return [values]
+    patterns = list(values)
+    if not all(isinstance(pattern, str) for pattern in patterns):
+        raise InvalidRequestError(f"{name} takes glob patterns (str)", operation=operation)
+    return patterns

@@ -1,0 +1,118 @@
+"""Engine logic of the bulk calls, without a server: the objects runner's failure rules,
+the key-to-path guard, the tree walk. The real-server proof is tests/integration/test_bulk."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from object_clerk.bulk import Change, Location, Operation, Skipped, local_target, unsafe_key, walk
+from object_clerk.runner import run_objects
+
+
+def test_run_objects_stops_submitting_after_a_failure_and_keeps_running_results() -> None:
+    started: list[int] = []
+    release = threading.Event()
+
+    def job(n: int) -> int:
+        started.append(n)
+        if n == 0:
+            release.wait(10)  # still running when job 1 fails
+            return n
+        if n == 1:
+            try:
+                raise OSError("job 1 failed")
+            finally:
+                release.set()
+        return n
+
+    consumed: list[int] = []
+    errors = run_objects(
+        (lambda n=n: job(n) for n in range(10)), concurrency=2, consume=consumed.append
+    )
+    assert [str(e) for e in errors] == ["job 1 failed"]
+    assert consumed == [0]  # the running one finished and was reported
+    assert sorted(started) == [0, 1]  # no new job after the failure
+
+
+def test_run_objects_on_an_executor_of_the_caller_leaves_it_open() -> None:
+    with ThreadPoolExecutor(3) as pool:
+        consumed: list[int] = []
+        assert run_objects(
+            (lambda n=n: n * n for n in range(20)), concurrency=4, consume=consumed.append,
+            executor=pool,
+        ) == []  # fmt: skip
+        assert sorted(consumed) == [n * n for n in range(20)]
+        assert pool.submit(lambda: "still open").result() == "still open"
+
+
+def test_run_objects_cancels_queued_jobs_when_consume_raises() -> None:
+    ran: list[int] = []
+
+    def consume(_: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_objects((lambda n=n: ran.append(n) or n for n in range(50)), concurrency=2,
+                    consume=consume)  # fmt: skip
+    assert len(ran) <= 3
+
+
+@pytest.mark.parametrize(
+    ("rel", "problem"),
+    [
+        ("../x", "'..'"),
+        ("a/../../x", "'..'"),
+        ("a/..", "'..'"),
+        ("/etc/passwd", "absolute"),
+        ("a\\..\\x", "backslash"),
+        ("a\x00b", "NUL"),
+        ("a//b", "empty"),
+        ("./a", "'.'"),
+        ("a/", "empty"),
+    ],
+)
+def test_unsafe_keys_are_named(rel: str, problem: str) -> None:
+    reason = unsafe_key(rel)
+    assert reason is not None and problem in reason
+
+
+@pytest.mark.parametrize("rel", ["a", "a/b/c.txt", "..a", "a..b/c", "a b/ü.txt", ".hidden"])
+def test_safe_keys_pass(rel: str, tmp_path: Path) -> None:
+    assert unsafe_key(rel) is None
+    target = local_target(os.path.realpath(tmp_path), rel)
+    assert target is not None and target.startswith(os.path.realpath(tmp_path) + os.sep)
+
+
+def test_a_symlinked_parent_leading_out_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "inner").mkdir(parents=True)
+    (root / "out").symlink_to(tmp_path, target_is_directory=True)
+    (root / "in").symlink_to(root / "inner", target_is_directory=True)
+    real = os.path.realpath(root)
+    assert local_target(real, "out/x") is None
+    assert local_target(real, "out/deeper/x") is None
+    assert local_target(real, "in/x") == os.path.join(real, "in", "x")
+
+
+def test_walk_reports_what_it_skips(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_bytes(b"1")
+    (tmp_path / "broken").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(tmp_path / "fifo")
+    skipped: list[Skipped] = []
+    found = walk(tmp_path, include=None, exclude=None, symlinks="inside", skipped=skipped)
+    assert [f.rel for f in found] == ["d/f"]
+    assert {s.name: s.reason for s in skipped} == {
+        "broken": "a broken symbolic link",
+        "fifo": "not a regular file",
+    }
+
+
+def test_a_change_unpacks_as_filecloudsyncs_triple() -> None:
+    key, operation, location = Change("k", Operation.ADDED, Location.BUCKET, "s3://b/k", "new")
+    assert (key, operation.value, location.value) == ("k", "added", "keys")
