@@ -58,6 +58,17 @@ def clerk_environment(env: dict[str, str]) -> dict[str, str]:
     }
 
 
+def rclone_environment(env: dict[str, str]) -> dict[str, str]:
+    """The variables that make ``oc:`` an rclone remote for the same Ceph."""
+    return {
+        "RCLONE_CONFIG_OC_TYPE": "s3",
+        "RCLONE_CONFIG_OC_PROVIDER": "Ceph",
+        "RCLONE_CONFIG_OC_ENDPOINT": env["CEPH_RGW_ENDPOINT"],
+        "RCLONE_CONFIG_OC_ACCESS_KEY_ID": env["CEPH_RGW_ACCESS_KEY"],
+        "RCLONE_CONFIG_OC_SECRET_ACCESS_KEY": env["CEPH_RGW_SECRET_KEY"],
+    }
+
+
 def server_cpu_seconds() -> float:
     """CPU seconds used so far by the Ceph daemons the project's script started."""
     default = Path(os.environ.get("TMPDIR", "/tmp")) / "object-clerk-ceph"
@@ -128,14 +139,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [SIZES[name] for name in args.sizes.split(",")]
     env, started = start_ceph()
-    os.environ.update(
-        clerk_environment(env),
-        RCLONE_CONFIG_OC_TYPE="s3",
-        RCLONE_CONFIG_OC_PROVIDER="Ceph",
-        RCLONE_CONFIG_OC_ENDPOINT=env["CEPH_RGW_ENDPOINT"],
-        RCLONE_CONFIG_OC_ACCESS_KEY_ID=env["CEPH_RGW_ACCESS_KEY"],
-        RCLONE_CONFIG_OC_SECRET_ACCESS_KEY=env["CEPH_RGW_SECRET_KEY"],
-    )
+    os.environ.update(clerk_environment(env), **rclone_environment(env))
     use_rclone = not args.no_rclone and shutil.which("rclone") is not None
     clerk = ObjectClerk.from_env()
     raw = boto3.client(
