@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from object_clerk.engine import TransferResult
-from object_clerk.errors import InvalidRequestError, LocalIOError, ObjectClerkError
-from object_clerk.etag import EtagCalculator, MiB, parse_etag
+from object_clerk.errors import InvalidRequestError, LocalIOError, ObjectClerkError, ServerError
+from object_clerk.etag import EtagCalculator, MiB, parse_etag, plan_parts
 from object_clerk.runner import Progress, run_objects
 from object_clerk.verdict import ObjectLayout, etag_opacity
 
@@ -56,7 +56,7 @@ __all__ = [
 logger = logging.getLogger("object_clerk")
 
 Symlinks = Literal["inside", "follow", "skip"]
-ObjectCallback = Callable[[int, int], object]
+ObjectCallback = Callable[[int, "int | None"], object]  # (done, total or None)
 
 
 class Operation(Enum):
@@ -225,70 +225,91 @@ def walk(
     include: Sequence[str] | None,
     exclude: Sequence[str] | None,
     symlinks: Symlinks,
-    skipped: list[Skipped],
+    skipped: Callable[[Skipped], None],
 ) -> Iterator[LocalFile]:
-    """Every regular file under ``root`` that the filters select, in a stable order.
+    """Every regular file under ``root`` that the filters select, lazily, in the order S3
+    lists keys (their relative paths compared as strings), so that a walk can be merged
+    with a listing.
 
     ``symlinks``: ``"inside"`` follows links whose target lies inside ``root`` and skips
-    the others (reported); ``"follow"`` follows every link; ``"skip"`` follows none (the
-    links are reported). A directory reached twice through links is walked once.
+    the others; ``"follow"`` follows every link; ``"skip"`` follows none. A directory
+    reached twice through links is walked once. Each thing left out but for the filters is
+    told to ``skipped`` when its directory is read, before any of that directory's files
+    is yielded.
     """
     top = os.path.realpath(root)
     visited = {top}
-    stack: list[tuple[str, str]] = [(str(root), "")]
+    stack = [_entries(str(root), "", top, symlinks, skipped)]
     while stack:
-        directory, rel_dir = stack.pop()
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        rel, path, info = item
+        if stat.S_ISDIR(info.st_mode):
+            real = os.path.realpath(path)
+            if real not in visited:
+                visited.add(real)
+                stack.append(_entries(path, rel + "/", top, symlinks, skipped))
+        elif selected(rel, include, exclude):
+            yield LocalFile(rel, path, info.st_size, info.st_mtime)
+
+
+def _entries(
+    directory: str, rel_dir: str, top: str, symlinks: Symlinks, skipped: Callable[[Skipped], None]
+) -> Iterator[tuple[str, str, os.stat_result]]:
+    """A directory's files and subdirectories, as ``(rel, path, stat)`` in key order: a
+    directory sorts as its name plus ``/``, the way its keys do."""
+    try:
+        with os.scandir(directory) as scan:
+            entries = list(scan)
+    except OSError as exc:
+        raise LocalIOError(
+            f"cannot list {directory}: {exc.strerror or exc}", errno=exc.errno, path=directory
+        ) from exc
+    found: list[tuple[str, str, str, os.stat_result]] = []
+    for entry in entries:
+        rel = rel_dir + entry.name
+        if _undecodable(entry.name):
+            skipped(Skipped(rel, "the name is not valid UTF-8, so it is no S3 key"))
+            continue
         try:
-            with os.scandir(directory) as scan:
-                entries = sorted(scan, key=lambda entry: entry.name)
+            info = _follow(entry, rel, top, symlinks, skipped)
         except OSError as exc:
-            raise LocalIOError(
-                f"cannot list {directory}: {exc.strerror or exc}",
-                errno=exc.errno,
-                path=directory,
-            ) from exc
-        subdirectories: list[tuple[str, str]] = []
-        for entry in entries:
-            rel = rel_dir + entry.name
-            if _undecodable(entry.name):
-                skipped.append(Skipped(rel, "the name is not valid UTF-8, so it is no S3 key"))
-                continue
-            try:
-                info = _follow(entry, rel, top, symlinks, skipped)
-            except OSError as exc:
-                skipped.append(Skipped(rel, f"cannot read it: {exc.strerror or exc}"))
-                continue
-            if info is None:
-                continue
-            if stat.S_ISDIR(info.st_mode):
-                real = os.path.realpath(entry.path)
-                if real not in visited:
-                    visited.add(real)
-                    subdirectories.append((entry.path, rel + "/"))
-            elif stat.S_ISREG(info.st_mode):
-                if selected(rel, include, exclude):
-                    yield LocalFile(rel, entry.path, info.st_size, info.st_mtime)
-            else:
-                skipped.append(Skipped(rel, "not a regular file"))
-        stack.extend(reversed(subdirectories))
+            skipped(Skipped(rel, f"cannot read it: {exc.strerror or exc}"))
+            continue
+        if info is None:
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            found.append((rel + "/", rel, entry.path, info))
+        elif stat.S_ISREG(info.st_mode):
+            found.append((rel, rel, entry.path, info))
+        else:
+            skipped(Skipped(rel, "not a regular file"))
+    found.sort(key=lambda item: item[0])
+    return iter([(rel, path, info) for _, rel, path, info in found])
 
 
 def _follow(
-    entry: os.DirEntry[str], rel: str, top: str, symlinks: Symlinks, skipped: list[Skipped]
+    entry: os.DirEntry[str],
+    rel: str,
+    top: str,
+    symlinks: Symlinks,
+    skipped: Callable[[Skipped], None],
 ) -> os.stat_result | None:
     if not entry.is_symlink():
         return entry.stat(follow_symlinks=False)
     if symlinks == "skip":
-        skipped.append(Skipped(rel, "a symbolic link (symlinks='skip')"))
+        skipped(Skipped(rel, "a symbolic link (symlinks='skip')"))
         return None
     target = os.path.realpath(entry.path)
     if symlinks == "inside" and not within(target, top):
-        skipped.append(Skipped(rel, f"a symbolic link that leaves the directory (to {target})"))
+        skipped(Skipped(rel, f"a symbolic link that leaves the directory (to {target})"))
         return None
     try:
         return os.stat(target)
     except FileNotFoundError:
-        skipped.append(Skipped(rel, "a broken symbolic link"))
+        skipped(Skipped(rel, "a broken symbolic link"))
         return None
 
 
@@ -346,18 +367,31 @@ def local_target(root_real: str, rel: str) -> str | None:
 
 
 def listing(
-    clerk: ObjectClerk, where: S3Location, skipped: list[Skipped] | None
+    clerk: ObjectClerk, where: S3Location, skipped: Callable[[Skipped], None] | None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(relative key, listing entry)`` for every object under the prefix, through every
-    page. Directory markers (keys ending in ``/``) are skipped (and reported)."""
+    """``(relative key, listing entry)`` for every object under the prefix, lazily, through
+    every page, in key order. Directory markers (keys ending in ``/``) are skipped (and
+    told to ``skipped``).
+
+    Raises:
+        ServerError: a key came out of order. A sync merges listings by key, so a store
+            that does not list in key order would make objects look missing.
+    """
+    previous: str | None = None
     for entry in clerk.list_objects(where.bucket, prefix=where.prefix):
         key = entry["Key"]
-        rel = key[len(where.prefix) :]
+        if previous is not None and key <= previous:
+            raise ServerError(
+                f"the listing is not in key order: {key!r} came after {previous!r}",
+                operation="ListObjectsV2",
+                bucket=where.bucket,
+            )
+        previous = key
         if key.endswith("/"):
             if skipped is not None:
-                skipped.append(Skipped(key, "a directory marker"))
+                skipped(Skipped(key, "a directory marker"))
             continue
-        yield rel, entry
+        yield key[len(where.prefix) :], entry
 
 
 # ------------------------------------------------------------------ comparison ----
@@ -419,6 +453,35 @@ def _mtime(entry: Mapping[str, Any]) -> float:
 
 
 # ------------------------------------------------------------------ the jobs ----
+
+
+@dataclass(frozen=True)
+class Job:
+    """One object's job: a picklable call, and the slots of ``max_concurrency`` it holds
+    while it runs (the requests a large object makes at once, see ``run_objects``)."""
+
+    call: Callable[..., Any]
+    weight: int = 1
+
+    def __call__(self, *args: Any) -> Any:
+        return self.call(*args)
+
+
+def upload_weight(clerk: ObjectClerk, size: int) -> int:
+    transfer = clerk._engine.transfer
+    if size < transfer.multipart_threshold:
+        return 1
+    layout = plan_parts(size, transfer.multipart_threshold, transfer.upload_chunksize)
+    return min(transfer.upload_concurrency, layout.part_count)
+
+
+def download_weight(clerk: ObjectClerk, size: int) -> int:
+    transfer = clerk._engine.transfer
+    if size < transfer.download_threshold:
+        return 1
+    return min(transfer.download_concurrency, -(-size // transfer.download_chunksize))
+
+
 # Module-level functions of a clerk and plain values: they pickle, so they run the same in
 # a thread or in a Dask worker.
 
@@ -556,6 +619,18 @@ class _SyncItem:
             return f"s3://{self.target_root.bucket}/{self.target_root.prefix}{self.rel}"
         return os.path.join(self.target_root, *self.rel.split("/"))
 
+    def weight(self, clerk: ObjectClerk) -> int:
+        """The slots its job holds: a transfer's requests when one is sure (the destination
+        lacks it or has another size), else one for the comparison."""
+        dest = self.destination
+        if dest is not None and self.size == (
+            dest.size if isinstance(dest, LocalFile) else int(dest.get("Size") or 0)
+        ):
+            return 1
+        if isinstance(self.target_root, S3Location):
+            return upload_weight(clerk, self.size)
+        return download_weight(clerk, self.size)
+
     def compare(self, clerk: ObjectClerk) -> Unchanged | str:
         """Unchanged, or why the object must be transferred."""
         dest = self.destination
@@ -641,31 +716,44 @@ class Runner:
 
     def run(
         self,
-        jobs: Sequence[Callable[[Progress | None], Any]],
+        jobs: Iterable[Job],
         consume: Callable[[Any], None],
     ) -> None:
-        """Run ``jobs`` (each takes the progress to report to); hand each result to
-        ``consume`` in the caller's thread. On a failure no new job starts, and the ones
-        running finish; the failures are collected in :attr:`errors`."""
-        total, done = len(jobs), 0
+        """Run ``jobs`` (each takes the progress to report to), drawn lazily as slots free
+        up; hand each result to ``consume`` in the caller's thread. On a failure (of a job,
+        or of drawing the next one) no new job starts and the ones running finish; the
+        failures are collected in :attr:`errors`. ``object_callback`` is told
+        ``(done, total)``, the total None until every job has been drawn."""
         progress = self.progress if self.local else None
+        done, drawn = 0, 0
+        total: int | None = None
 
-        def finished(result: Any) -> None:
-            nonlocal done
-            if not self.local and isinstance(result, TransferResult):
-                self.progress.add(result.size)
-            if not self.local and isinstance(result, _Decision) and result.result is not None:
-                self.progress.add(result.result.size)
-            consume(result)
-            done += 1
+        def tell() -> None:
             if self.object_callback is not None:
                 self.object_callback(done, total)
 
-        if self.object_callback is not None:
-            self.object_callback(0, total)
+        def draw() -> Iterator[Job]:
+            nonlocal drawn, total
+            for job in jobs:
+                drawn += 1
+                yield Job(partial(job.call, progress), job.weight)
+            total = drawn
+            tell()
+
+        def finished(result: Any) -> None:
+            nonlocal done
+            if not self.local:
+                moved = result.result if isinstance(result, _Decision) else result
+                if isinstance(moved, TransferResult):
+                    self.progress.add(moved.size)
+            consume(result)
+            done += 1
+            tell()
+
+        tell()
         self.errors.extend(
             run_objects(
-                (partial(job, progress) for job in jobs),
+                draw(),
                 concurrency=self.concurrency,
                 executor=self.executor,
                 consume=finished,
@@ -678,7 +766,7 @@ class Runner:
             return
         first = self.errors[0]
         raise BulkTransferError(
-            f"{len(self.errors)} object(s) failed, {what}; the first: {first}",
+            f"{len(self.errors)} failure(s), {what}; the first: {first}",
             errors=self.errors,
             report=report,
             operation=self.operation,
@@ -701,20 +789,21 @@ def upload_directory(
     root = _directory(directory, runner.operation, must_exist=True)
     prefix = directory_prefix(prefix)
     report = BulkReport()
-    jobs = []
-    files = walk(root, include=include, exclude=exclude, symlinks=symlinks, skipped=report.skipped)
-    for local in files:
-        key = prefix + local.rel
-        problem = clerk._key_problem(key)
-        if problem is not None:
-            report.skipped.append(Skipped(local.rel, problem))
-            continue
-        args = dict(extra_args)
-        if "ContentType" not in args:
-            args["ContentType"] = content_type(local.rel)
-        jobs.append(partial(upload_job, clerk, local.path, bucket, key, args, verify))
-    _report_skipped(report, runner.operation)
-    runner.run(jobs, report.transferred.append)
+    skip = _skipper(report, runner.operation)
+
+    def jobs() -> Iterator[Job]:
+        for local in walk(root, include=include, exclude=exclude, symlinks=symlinks, skipped=skip):
+            key = prefix + local.rel
+            problem = clerk._key_problem(key)
+            if problem is not None:
+                skip(Skipped(local.rel, problem))
+                continue
+            args = dict(extra_args)
+            args.setdefault("ContentType", content_type(local.rel))
+            call = partial(upload_job, clerk, local.path, bucket, key, args, verify)
+            yield Job(call, upload_weight(clerk, local.size))
+
+    runner.run(jobs(), report.transferred.append)
     runner.check(report, "the others were uploaded or not started")
     return report
 
@@ -733,18 +822,21 @@ def download_prefix(
     root = _directory(directory, runner.operation, must_exist=False)
     where = S3Location(bucket, directory_prefix(prefix))
     report = BulkReport()
+    skip = _skipper(report, runner.operation)
     root_real = os.path.realpath(root)
-    jobs = []
-    for rel, entry in listing(clerk, where, report.skipped):
-        if not selected(rel, include, exclude):
-            continue
-        problem = _refused(root_real, rel)
-        if problem is not None:
-            report.skipped.append(Skipped(entry["Key"], problem))
-            continue
-        jobs.append(partial(download_job, clerk, bucket, entry["Key"], root_real, rel, verify))
-    _report_skipped(report, runner.operation)
-    runner.run(jobs, report.transferred.append)
+
+    def jobs() -> Iterator[Job]:
+        for rel, entry in listing(clerk, where, skip):
+            if not selected(rel, include, exclude):
+                continue
+            problem = _refused(root_real, rel)
+            if problem is not None:
+                skip(Skipped(entry["Key"], problem))
+                continue
+            call = partial(download_job, clerk, bucket, entry["Key"], root_real, rel, verify)
+            yield Job(call, download_weight(clerk, int(entry.get("Size") or 0)))
+
+    runner.run(jobs(), report.transferred.append)
     runner.check(report, "the others were downloaded or not started")
     return report
 
@@ -762,6 +854,8 @@ def sync(
     verify: bool,
     runner: Runner,
 ) -> SyncReport:
+    """Both sides are read lazily, in key order, and merged: each object is compared and
+    sent while the listings are still being read, and memory does not hold a listing."""
     operation = runner.operation
     src = parse_location(source, operation)
     dst = parse_location(destination, operation)
@@ -772,56 +866,50 @@ def sync(
     if isinstance(src, S3Location) and isinstance(dst, S3Location):
         _check_disjoint(src, dst, operation)
     report = SyncReport(dry_run=dry_run)
-    # The destination's index: relative key -> what is there. Every listing page is read.
+    skip = _skipper(report, operation)
+    # What the source left out (a symlink not followed, a refused key) is never deleted
+    # from the destination: neither under that name nor, for a directory, below it.
+    protected: set[str] = set()
+
+    def source_skip(skipped: Skipped) -> None:
+        protected.add(skipped.name)
+        skip(skipped)
+
     target_root: S3Location | str
+    destination_side: Iterator[tuple[str, Mapping[str, Any] | LocalFile]]
     if isinstance(dst, S3Location):
         target_root = dst
-        existing: dict[str, Mapping[str, Any] | LocalFile] = dict(listing(clerk, dst, None))
+        destination_side = (
+            (rel, entry) for rel, entry in listing(clerk, dst, None)
+            if selected(rel, include, exclude)
+        )  # fmt: skip
     else:
         root = _directory(dst, operation, must_exist=False)
         target_root = os.path.realpath(root)
-        existing = {
-            local.rel: local
-            for local in walk(root, include=include, exclude=exclude, symlinks="skip", skipped=[])
-        }
-    items: list[_SyncItem] = []
-    seen: set[str] = set()  # relative keys the source has, sent or skipped
-    if isinstance(src, S3Location):
-        for rel, entry in listing(clerk, src, report.skipped):
-            if not selected(rel, include, exclude):
-                continue
-            seen.add(rel)
-            if isinstance(target_root, str):
-                problem = _refused(target_root, rel)
-                if problem is not None:
-                    report.skipped.append(Skipped(entry["Key"], problem))
-                    continue
-            items.append(
-                _SyncItem(
-                    rel, int(entry.get("Size") or 0), _mtime(entry), src,
-                    existing.get(rel), target_root, entry,
-                )
-            )  # fmt: skip
-    else:
-        assert isinstance(target_root, S3Location)
-        root = _directory(src, operation, must_exist=True)
-        files = walk(
-            root, include=include, exclude=exclude, symlinks=symlinks, skipped=report.skipped
+        destination_side = (
+            (local.rel, local)
+            for local in walk(
+                root, include=include, exclude=exclude, symlinks="skip", skipped=lambda _: None
+            )
         )
-        for local in files:
-            seen.add(local.rel)
-            problem = clerk._key_problem(target_root.prefix + local.rel)
-            if problem is not None:
-                report.skipped.append(Skipped(local.rel, problem))
-                continue
-            items.append(
-                _SyncItem(
-                    local.rel, local.size, local.mtime, local.path,
-                    existing.get(local.rel), target_root,
-                )
-            )  # fmt: skip
-        seen.update(skip.name for skip in report.skipped)  # never delete what was skipped
-    _report_skipped(report, operation)
+    source_side: Iterator[tuple[str, _Source | None]]
+    if isinstance(src, S3Location):
+        source_side = _bucket_source(src, target_root, clerk, include, exclude, skip)
+    else:
+        source_side = _local_source(
+            _directory(src, operation, must_exist=True), target_root, clerk,
+            include, exclude, symlinks, source_skip,
+        )  # fmt: skip
+    doomed: list[tuple[str, Mapping[str, Any] | LocalFile]] = []
+
+    def jobs() -> Iterator[Job]:
+        for rel, found, there in _merged(source_side, destination_side):
+            if found is not None:
+                item = _SyncItem(rel, found.size, found.mtime, found.where, there, target_root,
+                                 found.entry)  # fmt: skip
+                yield Job(partial(sync_job, clerk, item, dry_run, verify), item.weight(clerk))
+            elif there is not None and delete and not _protected(rel, protected):
+                doomed.append((rel, there))
 
     def consume(decision: _Decision) -> None:
         if decision.unchanged is not None:
@@ -831,33 +919,113 @@ def sync(
         if decision.result is not None:
             report.transferred.append(decision.result)
 
-    runner.run([partial(sync_job, clerk, item, dry_run, verify) for item in items], consume)
+    runner.run(jobs(), consume)
     runner.check(report, "so nothing was deleted")
-    if not delete:
+    if not doomed:
         return report
-    doomed = [
-        rel for rel in sorted(existing) if rel not in seen and selected(rel, include, exclude)
-    ]
-    deletions = []
-    for rel in doomed:
-        if isinstance(target_root, S3Location):
-            target: str | tuple[str, str] = (target_root.bucket, target_root.prefix + rel)
-            shown = f"s3://{target[0]}/{target[1]}"
-        else:
-            found = existing[rel]
-            assert isinstance(found, LocalFile)
-            target = shown = found.path
-        change = Change(rel, Operation.DELETED, _location(target_root), shown, "not in the source")
-        deletions.append((change, target))
+    deletions = [_deletion(rel, there, target_root) for rel, there in doomed]
     if dry_run:
         report.changes.extend(change for change, _ in deletions)
         return report
     runner.run(
-        [partial(_delete_numbered, clerk, n, target) for n, (_, target) in enumerate(deletions)],
+        [
+            Job(partial(_delete_numbered, clerk, n, target))
+            for n, (_, target) in enumerate(deletions)
+        ],
         lambda n: report.changes.append(deletions[n][0]),
     )
     runner.check(report, "while deleting")
     return report
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A source object as the merge sees it."""
+
+    size: int
+    mtime: float
+    where: S3Location | str  # the source bucket side, or the local file's path
+    entry: Mapping[str, Any] | None = None  # its listing entry, for a bucket source
+
+
+def _bucket_source(
+    src: S3Location,
+    target_root: S3Location | str,
+    clerk: ObjectClerk,
+    include: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    skip: Callable[[Skipped], None],
+) -> Iterator[tuple[str, _Source | None]]:
+    for rel, entry in listing(clerk, src, skip):
+        if not selected(rel, include, exclude):
+            continue
+        if isinstance(target_root, str):
+            problem = _refused(target_root, rel)
+            if problem is not None:
+                skip(Skipped(entry["Key"], problem))
+                yield rel, None
+                continue
+        yield rel, _Source(int(entry.get("Size") or 0), _mtime(entry), src, entry)
+
+
+def _local_source(
+    root: Path,
+    target_root: S3Location | str,
+    clerk: ObjectClerk,
+    include: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    symlinks: Symlinks,
+    skip: Callable[[Skipped], None],
+) -> Iterator[tuple[str, _Source | None]]:
+    assert isinstance(target_root, S3Location)
+    for local in walk(root, include=include, exclude=exclude, symlinks=symlinks, skipped=skip):
+        problem = clerk._key_problem(target_root.prefix + local.rel)
+        if problem is not None:
+            skip(Skipped(local.rel, problem))
+            yield local.rel, None
+            continue
+        yield local.rel, _Source(local.size, local.mtime, local.path)
+
+
+def _merged(
+    source: Iterator[tuple[str, _Source | None]],
+    destination: Iterator[tuple[str, Mapping[str, Any] | LocalFile]],
+) -> Iterator[tuple[str, _Source | None, Mapping[str, Any] | LocalFile | None]]:
+    """Join two streams sorted by key: ``(rel, source or None, destination or None)``."""
+    here, there = next(source, None), next(destination, None)
+    while here is not None or there is not None:
+        if there is None or (here is not None and here[0] < there[0]):
+            assert here is not None
+            yield here[0], here[1], None
+            here = next(source, None)
+        elif here is None or there[0] < here[0]:
+            yield there[0], None, there[1]
+            there = next(destination, None)
+        else:
+            yield here[0], here[1], there[1]
+            here, there = next(source, None), next(destination, None)
+
+
+def _protected(rel: str, protected: set[str]) -> bool:
+    if not protected:
+        return False
+    parts = rel.split("/")
+    return any("/".join(parts[: n + 1]) in protected for n in range(len(parts)))
+
+
+def _deletion(
+    rel: str, there: Mapping[str, Any] | LocalFile, target_root: S3Location | str
+) -> tuple[Change, str | tuple[str, str]]:
+    target: str | tuple[str, str]
+    if isinstance(target_root, S3Location):
+        target = (target_root.bucket, target_root.prefix + rel)
+        shown = f"s3://{target[0]}/{target[1]}"
+    else:
+        assert isinstance(there, LocalFile)
+        target = shown = there.path
+    return Change(
+        rel, Operation.DELETED, _location(target_root), shown, "not in the source"
+    ), target
 
 
 def _delete_numbered(
@@ -932,9 +1100,12 @@ def _refused(root_real: str, rel: str) -> str | None:
     return None
 
 
-def _report_skipped(report: BulkReport, operation: str) -> None:
-    for skip in report.skipped:
-        logger.info("%s: skipped %s: %s", operation, skip.name, skip.reason)
+def _skipper(report: BulkReport, operation: str) -> Callable[[Skipped], None]:
+    def skip(skipped: Skipped) -> None:
+        logger.info("%s: skipped %s: %s", operation, skipped.name, skipped.reason)
+        report.skipped.append(skipped)
+
+    return skip
 
 
 def _directory(value: str | os.PathLike[str], operation: str, *, must_exist: bool) -> Path:

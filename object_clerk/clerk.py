@@ -19,7 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from object_clerk import bulk, copying, reads, uploads
-from object_clerk.bulk import BulkReport, StaleUpload, Symlinks, SyncReport
+from object_clerk.bulk import BulkReport, ObjectCallback, StaleUpload, Symlinks, SyncReport
 from object_clerk.engine import Engine, TransferResult
 from object_clerk.errors import (
     ConfigurationError,
@@ -754,7 +754,7 @@ class ObjectClerk:
         max_concurrency: int | None = None,
         executor: Executor | None = None,
         callback: Callback | None = None,
-        object_callback: Callable[[int, int], object] | None = None,
+        object_callback: ObjectCallback | None = None,
     ) -> BulkReport:
         """Upload every regular file under ``directory`` to ``prefix`` + its relative POSIX
         path, each verified as :meth:`upload_object` verifies it. Empty files are included.
@@ -812,7 +812,7 @@ class ObjectClerk:
         max_concurrency: int | None = None,
         executor: Executor | None = None,
         callback: Callback | None = None,
-        object_callback: Callable[[int, int], object] | None = None,
+        object_callback: ObjectCallback | None = None,
     ) -> BulkReport:
         """Download every object under ``prefix`` (through every listing page) to its path
         relative to the prefix under ``directory`` (created if missing), each verified and
@@ -857,7 +857,7 @@ class ObjectClerk:
         max_concurrency: int | None = None,
         executor: Executor | None = None,
         callback: Callback | None = None,
-        object_callback: Callable[[int, int], object] | None = None,
+        object_callback: ObjectCallback | None = None,
     ) -> SyncReport:
         """Make ``destination`` hold what ``source`` holds, one way. Each side is a local
         directory or ``"s3://bucket/prefix"``; bucket to bucket copies server-side.
@@ -922,7 +922,7 @@ class ObjectClerk:
         max_concurrency: int | None,
         executor: Executor | None,
         callback: Callback | None,
-        object_callback: Callable[[int, int], object] | None,
+        object_callback: ObjectCallback | None,
         *,
         upload: bool,
     ) -> bulk.Runner:

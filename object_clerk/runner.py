@@ -151,26 +151,42 @@ def run_objects(
     (in the caller's thread) as soon as its job finishes, in any order, and a failure does
     not discard the others' results. After the first failure no new job is submitted and
     queued ones are cancelled; those already running finish, and their results are still
-    consumed, so the caller can report everything that was done. Returns the failures.
+    consumed, so the caller can report everything that was done. Drawing a job may fail
+    too (jobs are planned lazily, from listings): that counts as a failure. Returns the
+    failures.
 
-    Jobs go to ``executor`` as they are, so on a process or cluster executor they must
-    pickle.
+    A job with a ``weight`` attribute holds that many of the ``concurrency`` slots while it
+    runs (at most all of them): a large object whose parts run in parallel counts as the
+    requests it makes, so the objects in flight never make more than about ``concurrency``
+    requests at once. Jobs go to ``executor`` as they are, so on a process or cluster
+    executor they must pickle.
     """
     pool = executor if executor is not None else ThreadPoolExecutor(concurrency, name)
     source = iter(jobs)
-    pending: set[Future[R]] = set()
+    held: Callable[[], R] | None = None  # drawn, waiting for room
+    pending: dict[Future[R], int] = {}  # running or queued, with the slots each holds
     errors: list[BaseException] = []
     try:
         while True:
-            while not errors and len(pending) < concurrency:
-                job = next(source, None)
-                if job is None:
+            while not errors:
+                if held is None:
+                    try:
+                        held = next(source, None)
+                    except Exception as exc:  # planning the next job failed (a listing page)
+                        errors.append(exc)
+                        break
+                    if held is None:
+                        break
+                weight = min(max(1, getattr(held, "weight", 1)), concurrency)
+                if pending and sum(pending.values()) + weight > concurrency:
                     break
-                pending.add(pool.submit(job))
+                pending[pool.submit(held)] = weight
+                held = None
             if not pending:
                 break
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
+                del pending[future]
                 if future.cancelled():
                     continue
                 failure = future.exception()

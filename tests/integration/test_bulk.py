@@ -107,7 +107,8 @@ def test_upload_directory_sends_every_file_verified_empty_included(
     assert all(r.verified for r in report.transferred)
     assert report.objects == len(sample) and report.bytes == sum(map(len, sample.values()))
     assert sum(moved) == report.bytes
-    assert counts[0] == (0, len(sample)) and counts[-1] == (len(sample), len(sample))
+    assert counts[0] == (0, None) and counts[-1] == (len(sample), len(sample))
+    assert [done for done, _ in counts] == sorted(done for done, _ in counts)
     for rel, data in sample.items():
         assert content(backend, bucket, f"backup/{rel}") == data
     head = backend.raw().head_object(Bucket=bucket, Key="backup/dir/b.csv")
@@ -277,6 +278,22 @@ def test_sync_local_to_bucket_by_content(
     done = clerk.sync(root, dest, delete=True)
     assert [(c.key, c.operation) for c in done] == [("a.txt", Operation.DELETED)]
     assert "mirror/a.txt" not in keys_under(backend, bucket)
+
+
+def test_sync_never_deletes_what_the_source_skipped(ceph: Backend, tmp_path: Path) -> None:
+    """A symlink the sync does not follow (it leaves the directory) is not "missing" from
+    the source: delete=True keeps what the destination holds under it."""
+    bucket = ceph.new_bucket()
+    outside = tree(tmp_path / "outside", {"secret.txt": b"s"})
+    root = tree(tmp_path / "src", {"a.txt": b"a"})
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "linked.txt").symlink_to(outside / "secret.txt")
+    clerk = clerk_on(ceph)
+    clerk.sync(root, f"s3://{bucket}/m", symlinks="follow")
+    assert set(keys_under(ceph, bucket)) == {"m/a.txt", "m/linked/secret.txt", "m/linked.txt"}
+    report = clerk.sync(root, f"s3://{bucket}/m", delete=True)
+    assert list(report) == [] and {s.name for s in report.skipped} == {"linked", "linked.txt"}
+    assert set(keys_under(ceph, bucket)) == {"m/a.txt", "m/linked/secret.txt", "m/linked.txt"}
 
 
 def test_sync_recognises_foreign_multipart_objects(ceph: Backend, tmp_path: Path) -> None:
