@@ -10,6 +10,7 @@ from object_clerk.bulk import (
     Operation,
     Skipped,
     StaleUpload,
+    StaleUploadsError,
     SyncReport,
     Unchanged,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "Skipped",
     "SourceChangedError",
     "StaleUpload",
+    "StaleUploadsError",
     "SyncReport",
     "TLSError",
     "ThrottledError",

@@ -22,6 +22,7 @@ import fnmatch
 import logging
 import mimetypes
 import os
+import secrets
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -49,6 +50,7 @@ __all__ = [
     "Operation",
     "Skipped",
     "StaleUpload",
+    "StaleUploadsError",
     "SyncReport",
     "Unchanged",
 ]
@@ -164,6 +166,22 @@ class BulkTransferError(ObjectClerkError):
         self.report = report if report is not None else BulkReport()
 
 
+class StaleUploadsError(BulkTransferError):
+    """Some stale uploads could not be aborted: ``errors`` says why, for each; ``uploads``
+    lists every one found, with ``aborted`` set for those that were."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: Sequence[BaseException] = (),
+        uploads: Sequence[StaleUpload] = (),
+        **context: Any,
+    ) -> None:
+        super().__init__(message, errors=errors, **context)
+        self.uploads = list(uploads)
+
+
 @dataclass(frozen=True)
 class StaleUpload:
     """An incomplete multipart upload :meth:`ObjectClerk.abort_stale_uploads` found:
@@ -232,25 +250,26 @@ def walk(
     with a listing.
 
     ``symlinks``: ``"inside"`` follows links whose target lies inside ``root`` and skips
-    the others; ``"follow"`` follows every link; ``"skip"`` follows none. A directory
-    reached twice through links is walked once. Each thing left out but for the filters is
-    told to ``skipped`` when its directory is read, before any of that directory's files
-    is yielded.
+    the others; ``"follow"`` follows every link; ``"skip"`` follows none. A followed link
+    is walked under its own name too, as ``aws s3 sync`` and rsync ``-L`` do, except a link
+    to a directory above it (a loop), which is skipped. Each thing left out but for the
+    filters is told to ``skipped`` when its directory is read, before any file of that
+    directory is yielded.
     """
     top = os.path.realpath(root)
-    visited = {top}
-    stack = [_entries(str(root), "", top, symlinks, skipped)]
+    stack = [(_entries(str(root), "", top, symlinks, skipped), top)]
     while stack:
-        item = next(stack[-1], None)
+        item = next(stack[-1][0], None)
         if item is None:
             stack.pop()
             continue
         rel, path, info = item
         if stat.S_ISDIR(info.st_mode):
             real = os.path.realpath(path)
-            if real not in visited:
-                visited.add(real)
-                stack.append(_entries(path, rel + "/", top, symlinks, skipped))
+            if any(real == above for _, above in stack):
+                skipped(Skipped(rel, "a symbolic link to a directory above it (a loop)"))
+            else:
+                stack.append((_entries(path, rel + "/", top, symlinks, skipped), real))
         elif selected(rel, include, exclude):
             yield LocalFile(rel, path, info.st_size, info.st_mtime)
 
@@ -423,6 +442,11 @@ def same_content(
     return _compare_in_layout(path, layout)
 
 
+# No candidate part size reproduces a multipart ETag: the content differs, or the layout is
+# one no candidate has (a foreign upload on a store that ignores PartNumber).
+NO_LAYOUT = "no candidate part layout reproduces the ETag"
+
+
 def _compare_in_layout(path: str, layout: ObjectLayout) -> tuple[bool, str] | str:
     assert layout.etag is not None
     for part_size in layout.part_sizes:
@@ -431,7 +455,7 @@ def _compare_in_layout(path: str, layout: ObjectLayout) -> tuple[bool, str] | st
             return True, f"ETag in the object's layout ({layout.source})"
     if layout.authoritative:
         return False, f"the ETag differs in the object's layout ({layout.source})"
-    return "no candidate part layout reproduces the ETag"
+    return NO_LAYOUT
 
 
 def _local_etag(path: str, part_size: int) -> str:
@@ -458,10 +482,13 @@ def _mtime(entry: Mapping[str, Any]) -> float:
 @dataclass(frozen=True)
 class Job:
     """One object's job: a picklable call, and the slots of ``max_concurrency`` it holds
-    while it runs (the requests a large object makes at once, see ``run_objects``)."""
+    while it runs (the requests a large object makes at once, see ``run_objects``).
+    ``nonce`` makes every job unlike every other: Dask's executor takes two equal tasks for
+    one and runs it once (``pure=True``), and a bulk call repeated must run again."""
 
     call: Callable[..., Any]
     weight: int = 1
+    nonce: str = ""
 
     def __call__(self, *args: Any) -> Any:
         return self.call(*args)
@@ -515,18 +542,24 @@ def download_job(
             bucket=bucket,
             key=key,
         )
-    parent = os.path.dirname(path)
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as exc:
-        raise LocalIOError(
-            f"cannot create {parent}: {exc.strerror or exc}",
-            errno=exc.errno,
-            path=parent,
-            operation="download_prefix",
-            bucket=bucket,
-            key=key,
-        ) from exc
+    parent = root_real
+    for segment in rel.split("/")[:-1]:  # one level at a time, each checked before use
+        parent = os.path.join(parent, segment)
+        try:
+            os.mkdir(parent)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise LocalIOError(
+                f"cannot create {parent}: {exc.strerror or exc}",
+                errno=exc.errno,
+                path=parent,
+                operation="download_prefix",
+                bucket=bucket,
+                key=key,
+            ) from exc
+        if not within(os.path.realpath(parent), root_real):
+            break  # refused just below
     if local_target(root_real, rel) != path:
         raise InvalidRequestError(
             f"the key would be written outside {root_real}",
@@ -651,6 +684,11 @@ class _SyncItem:
             assert isinstance(self.target_root, S3Location) and not isinstance(dest, LocalFile)
             verdict = same_content(clerk, self.target_root, self.rel, dest, self.source)
             newer = _mtime(dest) >= self.mtime
+            if verdict == NO_LAYOUT:
+                # The file may have changed: send it. The upload records its part size, so
+                # the next sync compares by content. (A download could not settle it: the
+                # object would stay as unverifiable, so downloads fall back to mtime.)
+                return f"{NO_LAYOUT}: sent, and its layout recorded"
         if isinstance(verdict, tuple):
             same, how = verdict
             return Unchanged(self.rel, "etag", how) if same else how
@@ -724,7 +762,7 @@ class Runner:
         or of drawing the next one) no new job starts and the ones running finish; the
         failures are collected in :attr:`errors`. ``object_callback`` is told
         ``(done, total)``, the total None until every job has been drawn."""
-        progress = self.progress if self.local else None
+        call = secrets.token_hex(8)
         done, drawn = 0, 0
         total: int | None = None
 
@@ -736,7 +774,8 @@ class Runner:
             nonlocal drawn, total
             for job in jobs:
                 drawn += 1
-                yield Job(partial(job.call, progress), job.weight)
+                progress = self.progress.child() if self.local else None
+                yield Job(partial(job.call, progress), job.weight, f"{call}-{drawn}")
             total = drawn
             tell()
 
@@ -884,14 +923,14 @@ def sync(
             if selected(rel, include, exclude)
         )  # fmt: skip
     else:
-        root = _directory(dst, operation, must_exist=False)
+        root = _directory(dst, operation, must_exist=False, create=not dry_run)
         target_root = os.path.realpath(root)
-        destination_side = (
-            (local.rel, local)
-            for local in walk(
-                root, include=include, exclude=exclude, symlinks="skip", skipped=lambda _: None
-            )
+        present = (
+            walk(root, include=include, exclude=exclude, symlinks="skip", skipped=lambda _: None)
+            if root.is_dir()
+            else iter(())
         )
+        destination_side = ((local.rel, local) for local in present)
     source_side: Iterator[tuple[str, _Source | None]]
     if isinstance(src, S3Location):
         source_side = _bucket_source(src, target_root, clerk, include, exclude, skip)
@@ -1068,12 +1107,34 @@ def abort_stale_uploads(
         if not key_marker and not id_marker:
             break
         params["KeyMarker"], params["UploadIdMarker"] = key_marker or "", id_marker or ""
-    found = []
+    found: list[StaleUpload] = []
+    errors: list[ObjectClerkError] = []
     for key, upload_id, initiated in stale:
-        aborted = False if dry_run else engine.abort(bucket, key, upload_id) is True
+        aborted = False
         if not dry_run:
-            logger.info("aborted stale upload %s of s3://%s/%s", upload_id, bucket, key)
+            try:
+                engine.call(
+                    "AbortMultipartUpload",
+                    bucket,
+                    key,
+                    partial(engine.client.abort_multipart_upload, Bucket=bucket, Key=key,
+                            UploadId=upload_id),
+                )  # fmt: skip
+                aborted = True
+                logger.info("aborted stale upload %s of s3://%s/%s", upload_id, bucket, key)
+            except ObjectClerkError as exc:
+                if exc.code != "NoSuchUpload":  # gone already: completed or aborted since
+                    errors.append(exc)
         found.append(StaleUpload(bucket, key, upload_id, initiated, aborted))
+    if errors:
+        raise StaleUploadsError(
+            f"{len(errors)} of {len(stale)} stale upload(s) could not be aborted;"
+            f" the first: {errors[0]}",
+            errors=errors,
+            uploads=found,
+            operation="abort_stale_uploads",
+            bucket=bucket,
+        ) from errors[0]
     return found
 
 
@@ -1108,7 +1169,11 @@ def _skipper(report: BulkReport, operation: str) -> Callable[[Skipped], None]:
     return skip
 
 
-def _directory(value: str | os.PathLike[str], operation: str, *, must_exist: bool) -> Path:
+def _directory(
+    value: str | os.PathLike[str], operation: str, *, must_exist: bool, create: bool = True
+) -> Path:
+    """The directory ``value`` names: refused when it must exist and does not, else
+    created (unless ``create`` is False: a dry run changes nothing)."""
     if not isinstance(value, (str, os.PathLike)):
         raise InvalidRequestError(
             f"directory must be a path, not {type(value).__name__}", operation=operation
@@ -1119,6 +1184,8 @@ def _directory(value: str | os.PathLike[str], operation: str, *, must_exist: boo
     if not path.exists():
         if must_exist:
             raise InvalidRequestError(f"no such directory: {path}", operation=operation)
+        if not create:
+            return path
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -8,6 +8,8 @@ import logging
 import os
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from datetime import timedelta
@@ -94,8 +96,11 @@ _MAX_KEY_BYTES = 1024
 Callback = Callable[[int], object]
 
 # Clients of unpickled clerks, per process and per original clerk: building one costs
-# about a second of CPU, and a Dask worker unpickles a clerk with every task.
-_PROCESS_CLIENTS: dict[tuple[int, str], S3Client] = {}
+# about a second of CPU, and a Dask worker unpickles a clerk with every task. The most
+# recently used few are kept.
+_PROCESS_CLIENTS: OrderedDict[tuple[int, str], S3Client] = OrderedDict()
+_PROCESS_CLIENTS_KEPT = 16
+_PROCESS_CLIENTS_LOCK = threading.Lock()
 
 
 class ObjectClerk:
@@ -965,9 +970,14 @@ def _unpickled(
     token: str,
 ) -> ObjectClerk:
     """A pickled clerk, rebuilt: its client is built once per process and then shared."""
-    cached = _PROCESS_CLIENTS.get((os.getpid(), token))
-    if cached is None:
-        cached = _PROCESS_CLIENTS.setdefault((os.getpid(), token), _build_client(settings))
+    name = (os.getpid(), token)
+    with _PROCESS_CLIENTS_LOCK:  # a worker unpickles in several threads at once
+        cached = _PROCESS_CLIENTS.get(name)
+        if cached is None:
+            cached = _PROCESS_CLIENTS[name] = _build_client(settings)
+            while len(_PROCESS_CLIENTS) > _PROCESS_CLIENTS_KEPT:
+                _PROCESS_CLIENTS.popitem(last=False)
+        _PROCESS_CLIENTS.move_to_end(name)
     clerk = ObjectClerk(
         settings=settings, list_objects_page_size=page_size, on_retry=on_retry, client=cached
     )

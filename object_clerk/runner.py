@@ -127,6 +127,11 @@ class Progress:
             self._total += amount
             self._callback(amount)
 
+    def child(self) -> Progress:
+        """A Progress for one of several transfers reported here together: its rewind
+        takes back only what it reported itself."""
+        return Progress(self.add if self._callback is not None else None)
+
     def rewind(self) -> None:
         if self._callback is None:
             return
@@ -149,11 +154,11 @@ def run_objects(
 
     Unlike :func:`run_parts`, objects are independent: each result goes to ``consume``
     (in the caller's thread) as soon as its job finishes, in any order, and a failure does
-    not discard the others' results. After the first failure no new job is submitted and
-    queued ones are cancelled; those already running finish, and their results are still
-    consumed, so the caller can report everything that was done. Drawing a job may fail
-    too (jobs are planned lazily, from listings): that counts as a failure. Returns the
-    failures.
+    not discard the others' results. After the first failure no new job is submitted (and
+    our own pool's queued ones are cancelled); those already running finish, and their
+    results are still consumed, so the caller can report everything that was done.
+    Drawing a job may fail too (jobs are planned lazily, from listings): that counts as a
+    failure. Returns the failures.
 
     A job with a ``weight`` attribute holds that many of the ``concurrency`` slots while it
     runs (at most all of them): a large object whose parts run in parallel counts as the
@@ -194,7 +199,12 @@ def run_objects(
                     errors.append(failure)
                 else:
                     consume(future.result())
-            if errors:
+            if errors and executor is None:
+                # Only our own pool's queued jobs are cancelled. Another executor's futures
+                # may say "cancelled" while their task runs on (Dask's never enter the
+                # running state): those are waited for, so that their results are reported
+                # and nothing runs on after the call returns. They are few: at most
+                # ``concurrency`` slots.
                 for future in pending:
                     future.cancel()
     except BaseException:

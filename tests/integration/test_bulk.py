@@ -21,6 +21,7 @@ from object_clerk import (
     BulkTransferError,
     ObjectClerk,
     Operation,
+    StaleUploadsError,
     TransientError,
 )
 from object_clerk.etag import MiB
@@ -309,6 +310,40 @@ def test_sync_recognises_foreign_multipart_objects(ceph: Backend, tmp_path: Path
     assert list(report) == [] and report.unchanged[0].basis == "etag"
     assert "candidate" in report.unchanged[0].reason
 
+    # Changed in the middle, size and mtime kept: no candidate reproduces the ETag, so the
+    # file is sent (never taken for the same by its mtime), and its layout recorded.
+    path = root / "f.bin"
+    stat = path.stat()
+    path.write_bytes(data[: 10 * MiB] + bytes([data[10 * MiB] ^ 1]) + data[10 * MiB + 1 :])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    report = clerk_on(ceph).sync(root, f"s3://{bucket}/m")
+    assert [(c.key, c.operation) for c in report] == [("f.bin", Operation.MODIFIED)]
+    assert content(ceph, bucket, "m/f.bin") == path.read_bytes()
+    again = clerk_on(ceph).sync(root, f"s3://{bucket}/m")
+    assert list(again) == [] and "recorded" in again.unchanged[0].reason
+
+
+def test_sync_walks_a_directory_and_a_link_to_it(ceph: Backend, tmp_path: Path) -> None:
+    """An inside link to a directory ("a" -> "b", sorted first) is walked under its own
+    name, and the real directory too: neither hides the other, nothing is deleted."""
+    bucket = ceph.new_bucket()
+    root = tree(tmp_path / "src", {"b/x.txt": b"x"})
+    (root / "a").symlink_to(root / "b", target_is_directory=True)
+    clerk = clerk_on(ceph)
+    first = clerk.sync(root, f"s3://{bucket}/m", delete=True)
+    assert sorted(c.key for c in first) == ["a/x.txt", "b/x.txt"]
+    assert list(clerk.sync(root, f"s3://{bucket}/m", delete=True)) == []
+    assert set(keys_under(ceph, bucket)) == {"m/a/x.txt", "m/b/x.txt"}
+
+
+def test_a_dry_run_changes_nothing(ceph: Backend, tmp_path: Path) -> None:
+    bucket = ceph.new_bucket()
+    ceph.raw().put_object(Bucket=bucket, Key="p/k", Body=b"k")
+    out = tmp_path / "not-yet"
+    report = clerk_on(ceph).sync(f"s3://{bucket}/p", out, delete=True, dry_run=True)
+    assert [(c.key, c.operation) for c in report] == [("k", Operation.ADDED)]
+    assert report.transferred == [] and not out.exists()
+
 
 def test_sync_bucket_to_local_and_bucket_to_bucket(
     backend: Backend, bucket: str, tmp_path: Path, sample: dict[str, bytes]
@@ -399,6 +434,20 @@ def test_download_sync_that_fails_leaves_no_partial_file(
 
 
 # ------------------------------------------------------------------ stale uploads ----
+
+
+def test_abort_failures_are_raised_typed(ceph: Backend, ceph_proxy: FaultProxy) -> None:
+    bucket = ceph.new_bucket()
+    raw = ceph.raw()
+    kept = raw.create_multipart_upload(Bucket=bucket, Key="stuck")["UploadId"]
+    ceph_proxy.add(Rule(Fault.INTERNAL_ERROR, method="DELETE", query="uploadId", times=-1))
+    clerk = clerk_on(ceph, ceph_proxy.endpoint, region="us-east-1")
+    with pytest.raises(StaleUploadsError) as caught:
+        clerk.abort_stale_uploads(bucket, 0)
+    assert isinstance(caught.value.errors[0], TransientError)
+    assert [(u.upload_id, u.aborted) for u in caught.value.uploads] == [(kept, False)]
+    ceph_proxy.clear()
+    assert [u.aborted for u in clerk.abort_stale_uploads(bucket, 0)] == [True]
 
 
 def test_abort_stale_uploads_across_pages(backend: Backend, bucket: str) -> None:

@@ -93,3 +93,38 @@ def test_errors_come_back_from_the_workers_typed(
     assert isinstance(error, InvalidRequestError) and error.key == "p/b"
     assert "is a directory" in str(error)
     assert [r.key for r in caught.value.report.transferred] == ["p/a"]
+
+
+def test_after_a_failure_the_running_jobs_end_before_the_call_returns(
+    ceph: Backend, tmp_path: Path, dask_client: distributed.Client
+) -> None:
+    """Dask's futures say "cancelled" while their task runs on: the clerk waits for them
+    instead, so the report holds every file the workers wrote."""
+    bucket = ceph.new_bucket()
+    raw = ceph.raw()
+    names = [f"f{n:02d}" for n in range(12)]
+    for name in names:
+        raw.put_object(Bucket=bucket, Key=f"p/{name}", Body=os.urandom(300_000))
+    out = tmp_path / "out"
+    (out / "f03").mkdir(parents=True)  # a directory where the file "f03" must go
+    with pytest.raises(BulkTransferError) as caught:
+        clerk_on(ceph).download_prefix(
+            bucket, "p", out, executor=dask_client.get_executor(), max_concurrency=4
+        )
+    reported = {r.key[len("p/") :] for r in caught.value.report.transferred}
+    on_disk = {p.name for p in out.iterdir() if p.is_file()}
+    assert on_disk == reported and "f03" not in reported
+    assert [e.key for e in caught.value.errors] == ["p/f03"]  # type: ignore[attr-defined]
+    assert not dask_client.processing() or not any(dask_client.processing().values())
+
+
+def test_every_job_is_a_distinct_task() -> None:
+    """Dask submits with pure=True: two equal tasks would run once. Jobs carry a nonce."""
+    from dask.base import tokenize
+
+    from object_clerk.bulk import Job
+
+    def same() -> None:
+        return None
+
+    assert tokenize(Job(same, 1, "a-1")) != tokenize(Job(same, 1, "a-2"))

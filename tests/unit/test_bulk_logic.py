@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pytest
@@ -15,25 +15,35 @@ from object_clerk.runner import run_objects
 
 
 def test_run_objects_stops_submitting_after_a_failure_and_keeps_running_results() -> None:
+    """Job 0 runs on until job 1's future has failed, so the failure is seen before job 0
+    ends and frees a slot, whatever the machine's load."""
+    futures: list[Future[int]] = []
+
+    class Recording(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            future = super().submit(fn, *args, **kwargs)
+            futures.append(future)
+            return future
+
     started: list[int] = []
-    release = threading.Event()
 
     def job(n: int) -> int:
         started.append(n)
         if n == 0:
-            release.wait(10)  # still running when job 1 fails
+            while len(futures) < 2:  # job 1 is submitted right after job 0
+                threading.Event().wait(0.001)
+            wait([futures[1]])
             return n
         if n == 1:
-            try:
-                raise OSError("job 1 failed")
-            finally:
-                release.set()
+            raise OSError("job 1 failed")
         return n
 
     consumed: list[int] = []
-    errors = run_objects(
-        (lambda n=n: job(n) for n in range(10)), concurrency=2, consume=consumed.append
-    )
+    with Recording(2) as pool:
+        errors = run_objects(
+            (lambda n=n: job(n) for n in range(10)), concurrency=2, consume=consumed.append,
+            executor=pool,
+        )  # fmt: skip
     assert [str(e) for e in errors] == ["job 1 failed"]
     assert consumed == [0]  # the running one finished and was reported
     assert sorted(started) == [0, 1]  # no new job after the failure
@@ -182,3 +192,16 @@ def test_a_heavy_job_waits_for_room() -> None:
     jobs = [Job(first, 1), Job(second, 4)]
     assert run_objects(jobs, concurrency=4, consume=consumed.append) == []
     assert consumed == [False, False]
+
+
+def test_a_transfer_that_starts_over_takes_back_only_its_own_bytes() -> None:
+    from object_clerk.runner import Progress
+
+    seen: list[int] = []
+    whole = Progress(seen.append)
+    first, second = whole.child(), whole.child()
+    first.add(10)
+    second.add(5)
+    first.rewind()
+    first.add(10)
+    assert seen == [10, 5, -10, 10] and sum(seen) == 15
