@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -63,16 +64,50 @@ def child(source: str, destination: str) -> None:
     }))  # fmt: skip
 
 
-def clerk_sync(source: Path, destination: str) -> dict[str, Any]:
+def raw_child(source: str, bucket: str, prefix: str) -> None:
+    """What a boto3 user without the clerk writes: upload_file for every file, 10 threads
+    (the clerk's default concurrency), no comparison, no verification."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.one import raw_client
+
+    client = raw_client()
+    root = Path(source)
+    files = [path for path in root.rglob("*") if path.is_file()]
     started = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.sync", "--child", str(source), destination],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda path: client.upload_file(
+            str(path), bucket, prefix + path.relative_to(root).as_posix()), files))  # fmt: skip
+    print(json.dumps({"seconds": time.perf_counter() - started, "writes": len(files)}))
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[str, str, float, float]:
+    """Run a measured process: its stdout and stderr, wall seconds and CPU seconds."""
+    cpu, started = children_cpu(), time.perf_counter()
+    done = subprocess.run(args, check=True, capture_output=True, text=True, env=env)
+    return done.stdout, done.stderr, time.perf_counter() - started, children_cpu() - cpu
+
+
+def clerk_sync(source: Path, destination: str) -> dict[str, Any]:
+    out, _, wall, cpu = run_child(
+        [sys.executable, "-m", "bench.sync", "--child", str(source), destination]
+    )
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    result["wall"] = time.perf_counter() - started
+    result.update(wall=wall, cpu=cpu)
+    return result
+
+
+def raw_upload(source: Path, bucket: str, prefix: str) -> dict[str, Any]:
+    out, _, wall, cpu = run_child(
+        [sys.executable, "-m", "bench.sync", "--raw-child", str(source), bucket, prefix]
+    )
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    result.update(wall=wall, cpu=cpu)
     return result
 
 
@@ -82,13 +117,9 @@ def rclone_sync(source: Path, destination: str, *, checksum: bool) -> dict[str, 
     args = ["rclone", "sync", "-v", "--stats", "0", str(source), destination]
     if checksum:
         args.insert(2, "--checksum")
-    started = time.perf_counter()
-    done = subprocess.run(args, check=True, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    copied = sorted(
-        match.group(1) for match in re.finditer(r"INFO\s*:\s*(.+?): Copied", done.stderr)
-    )
-    return {"wall": wall, "writes": len(copied), "changed": copied}
+    _, err, wall, cpu = run_child(args, env)
+    copied = sorted(match.group(1) for match in re.finditer(r"INFO\s*:\s*(.+?): Copied", err))
+    return {"wall": wall, "cpu": cpu, "writes": len(copied), "changed": copied}
 
 
 def make_tree(root: Path, small: int, large: int, small_size: int) -> None:
@@ -118,6 +149,7 @@ def median(rows: list[dict[str, Any]], name: str = "wall") -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("SOURCE", "DESTINATION"))
+    parser.add_argument("--raw-child", nargs=3, metavar=("SOURCE", "BUCKET", "PREFIX"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--large", type=int, default=5)
@@ -125,6 +157,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         child(*args.child)
+        return 0
+    if args.raw_child:
+        raw_child(*args.raw_child)
         return 0
     if shutil.which("rclone") is None:
         raise SystemExit("rclone is not installed (apt-get install rclone)")
@@ -144,11 +179,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="object-clerk-bench-sync-"))
     tree = work / "tree"
     make_tree(tree, args.small, args.large, 64 * KiB)
-    first: dict[str, list[dict[str, Any]]] = {"clerk": [], "rclone": []}
+    first: dict[str, list[dict[str, Any]]] = {"clerk": [], "rclone": [], "boto3": []}
     second: dict[str, list[dict[str, Any]]] = {"clerk": [], "rclone": []}
     for n in range(args.rounds):
         first["clerk"].append(clerk_sync(tree, f"s3://{bucket}/clerk-{n}"))
         first["rclone"].append(rclone_sync(tree, f"oc:{bucket}/rclone-{n}", checksum=True))
+        first["boto3"].append(raw_upload(tree, bucket, f"boto3-{n}/"))
     for _ in range(args.rounds):
         second["clerk"].append(clerk_sync(tree, f"s3://{bucket}/clerk-0"))
         second["rclone"].append(rclone_sync(tree, f"oc:{bucket}/rclone-0", checksum=True))
@@ -183,20 +219,29 @@ def report(
     mib = (args.small * 64 * KiB + args.large * 40 * MiB) / MiB
     clerk_first, rclone_first = median(first["clerk"]), median(first["rclone"])
     clerk_second, rclone_second = median(second["clerk"]), median(second["rclone"])
+    raw_first = median(first["boto3"])
     lines = [
         f"Sync of {args.small} x 64 KiB + {args.large} x 40 MiB ({mib:.0f} MiB), local -> Ceph,"
-        f" medians of {args.rounds}, each sync its own process, timed from outside:",
+        f" medians of {args.rounds}, each its own process, timed from outside (so"
+        " interpreter start and client set-up count); CPU: the process's user + system:",
         "",
-        "| sync | clerk s | rclone --checksum s | rclone / clerk | clerk objects written |",
-        "|---|---|---|---|---|",
-        f"| first (empty prefix) | {clerk_first:.2f} | {rclone_first:.2f}"
-        f" | {rclone_first / clerk_first:.2f} | {first['clerk'][0]['writes']} |",
-        f"| second, nothing changed | {clerk_second:.2f} | {rclone_second:.2f}"
-        f" | {rclone_second / clerk_second:.2f} | {max(r['writes'] for r in second['clerk'])} |",
+        "| run | clerk s | rclone --checksum s | clerk speed / rclone's | raw boto3 s"
+        " | clerk CPU s | rclone CPU s | boto3 CPU s | clerk objects written |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| first sync (empty prefix) | {clerk_first:.2f} | {rclone_first:.2f}"
+        f" | {rclone_first / clerk_first:.2f} | {raw_first:.2f}"
+        f" | {median(first['clerk'], 'cpu'):.2f} | {median(first['rclone'], 'cpu'):.2f}"
+        f" | {median(first['boto3'], 'cpu'):.2f} | {first['clerk'][0]['writes']} |",
+        f"| second sync, nothing changed | {clerk_second:.2f} | {rclone_second:.2f}"
+        f" | {rclone_second / clerk_second:.2f} | - | {median(second['clerk'], 'cpu'):.2f}"
+        f" | {median(second['rclone'], 'cpu'):.2f} | - |"
+        f" {max(r['writes'] for r in second['clerk'])} |",
         "",
-        f"clerk, in-call seconds: first {median(first['clerk'], 'seconds'):.2f},"
-        f" second {median(second['clerk'], 'seconds'):.2f};"
-        f" rclone objects written on the second sync: {max(r['writes'] for r in second['rclone'])}",
+        f"Inside the clerk's process (the call alone):"
+        f" first {median(first['clerk'], 'seconds'):.2f} s,"
+        f" second {median(second['clerk'], 'seconds'):.2f} s; raw boto3's uploads alone:"
+        f" {median(first['boto3'], 'seconds'):.2f} s. rclone objects written on the second"
+        f" sync: {max(r['writes'] for r in second['rclone'])}.",
         "",
         "One 40 MiB file changed in its middle, same size, mtime put back:",
         "",
