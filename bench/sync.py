@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.one import rss_mib
 from bench.run import clerk_environment, rclone_environment
-from tests.servers import start_ceph
+from tests.servers import empty_bucket, start_ceph
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -89,7 +89,9 @@ def children_cpu() -> float:
 def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[str, str, float, float]:
     """Run a measured process: its stdout and stderr, wall seconds and CPU seconds."""
     cpu, started = children_cpu(), time.perf_counter()
-    done = subprocess.run(args, check=True, capture_output=True, text=True, env=env)
+    done = subprocess.run(args, check=False, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return done.stdout, done.stderr, time.perf_counter() - started, children_cpu() - cpu
 
 
@@ -120,6 +122,13 @@ def rclone_sync(source: Path, destination: str, *, checksum: bool) -> dict[str, 
     _, err, wall, cpu = run_child(args, env)
     copied = sorted(match.group(1) for match in re.finditer(r"INFO\s*:\s*(.+?): Copied", err))
     return {"wall": wall, "cpu": cpu, "writes": len(copied), "changed": copied}
+
+
+def remove_prefix(raw: Any, bucket: str, prefix: str) -> None:
+    for page in raw.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            raw.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
 
 
 def make_tree(root: Path, small: int, large: int, small_size: int) -> None:
@@ -185,6 +194,9 @@ def main() -> int:
         first["clerk"].append(clerk_sync(tree, f"s3://{bucket}/clerk-{n}"))
         first["rclone"].append(rclone_sync(tree, f"oc:{bucket}/rclone-{n}", checksum=True))
         first["boto3"].append(raw_upload(tree, bucket, f"boto3-{n}/"))
+        # Ceph's memstore holds every byte in RAM (8 GiB): keep only what later rows use.
+        for prefix in ([f"clerk-{n}/", f"rclone-{n}/"] if n else []) + [f"boto3-{n}/"]:
+            remove_prefix(raw, bucket, prefix)
     for _ in range(args.rounds):
         second["clerk"].append(clerk_sync(tree, f"s3://{bucket}/clerk-0"))
         second["rclone"].append(rclone_sync(tree, f"oc:{bucket}/rclone-0", checksum=True))
@@ -206,6 +218,8 @@ def main() -> int:
         shutil.rmtree(small_tree)
     print(report(args, first, second, changed, rss))
     shutil.rmtree(work)
+    empty_bucket(raw, bucket)
+    raw.delete_bucket(Bucket=bucket)
     return 0
 
 
