@@ -1,19 +1,21 @@
 """Many objects at once: directory uploads, prefix downloads, a one-way sync that compares by
 content, and the cleanup of stale multipart uploads.
 
-Strategy: a bulk call first plans (it walks the directory and reads every page of every
-listing), then runs one job per object through :func:`object_clerk.runner.run_objects`, on
-a thread pool or on the caller's ``concurrent.futures.Executor`` (a Dask cluster's, say).
-Each job is a module-level function of a picklable clerk and plain values, so it runs the
-same in a thread or in another process. Every job uses the clerk's verified single-object
-calls, so each object is written whole or not at all (an upload is aborted, a download is
-renamed into place only once verified). A sync deletes nothing until every transfer has
-succeeded.
+Strategy: a bulk call walks the directory and reads the listings lazily, page by page, in
+key order (a sync merges both sides by key), and hands one job per object to
+:func:`object_clerk.runner.run_objects` as it goes, on a thread pool or on the caller's
+``concurrent.futures.Executor`` (a Dask cluster's, say). Each job is a module-level function
+of a picklable clerk and plain values, so it runs the same in a thread or in another
+process. Every job uses the clerk's verified single-object calls, so each object is written
+whole or not at all (an upload is aborted, a download is renamed into place only once
+verified). A sync deletes nothing until every transfer has succeeded.
 
 "The same" in a sync means the same size and the same ETag, where the local file's ETag is
-computed in the remote object's own part layout (found as a read finds it). Where the ETag
-proves nothing (SSE-KMS, SSE-C, a layout no candidate matches), size and modification time
-decide, and the report says so for that object.
+computed in a part layout that reproduces the remote one (this clerk's own, else the
+object's, found as a read finds it). Going up, a multipart object no candidate layout
+reproduces is sent again. Where the ETag proves nothing (SSE-KMS, SSE-C; going down, a
+layout no candidate matches; bucket to bucket, different layouts), size and modification
+time decide, and the report says so for that object.
 """
 
 from __future__ import annotations
