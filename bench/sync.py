@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.one import rss_mib
+from bench.one import raw_client, rss_mib
 from bench.run import clerk_environment, rclone_environment
 from tests.servers import empty_bucket, start_ceph
 
@@ -68,8 +68,6 @@ def raw_child(source: str, bucket: str, prefix: str) -> None:
     """What a boto3 user without the clerk writes: upload_file for every file, 10 threads
     (the clerk's default concurrency), no comparison, no verification."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from bench.one import raw_client
 
     client = raw_client()
     root = Path(source)
@@ -174,15 +172,7 @@ def main() -> int:
         raise SystemExit("rclone is not installed (apt-get install rclone)")
     env, _ = start_ceph()
     os.environ.update(clerk_environment(env), **rclone_environment(env))
-    import boto3
-
-    raw = boto3.client(
-        "s3",
-        endpoint_url=env["CEPH_RGW_ENDPOINT"],
-        aws_access_key_id=env["CEPH_RGW_ACCESS_KEY"],
-        aws_secret_access_key=env["CEPH_RGW_SECRET_KEY"],
-        region_name="us-east-1",
-    )
+    raw = raw_client()  # the environment now points at this Ceph
     bucket = f"bench-sync-{uuid.uuid4().hex[:8]}"
     raw.create_bucket(Bucket=bucket)
     work = Path(tempfile.mkdtemp(prefix="object-clerk-bench-sync-"))

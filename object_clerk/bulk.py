@@ -518,20 +518,8 @@ def download_weight(clerk: ObjectClerk, size: int) -> int:
     return min(transfer.download_concurrency, -(-size // transfer.download_chunksize))
 
 
-# Module-level functions of a clerk and plain values: they pickle, so they run the same in
-# a thread or in a Dask worker.
-
-
-def upload_job(
-    clerk: ObjectClerk,
-    path: str,
-    bucket: str,
-    key: str,
-    extra_args: Mapping[str, Any],
-    verify: bool,
-    progress: Progress | None,
-) -> TransferResult:
-    return clerk._upload_path(path, bucket, key, extra_args, verify, progress)
+# Module-level functions of a clerk and plain values, or the clerk's own bound methods:
+# they pickle, so they run the same in a thread or in a Dask worker.
 
 
 def download_job(
@@ -579,18 +567,6 @@ def download_job(
     return clerk._download_path(bucket, key, path, verify, progress)
 
 
-def copy_job(
-    clerk: ObjectClerk,
-    source_bucket: str,
-    source_key: str,
-    bucket: str,
-    key: str,
-    verify: bool,
-    progress: Progress | None,
-) -> TransferResult:
-    return clerk._copy(source_bucket, source_key, bucket, key, verify, progress)
-
-
 @dataclass(frozen=True)
 class _Decision:
     change: Change | None
@@ -622,10 +598,13 @@ def sync_job(
     return _Decision(change, None, item.transfer(clerk, verify, progress))
 
 
-def delete_job(clerk: ObjectClerk, target: str | tuple[str, str]) -> None:
+def delete_job(
+    clerk: ObjectClerk, number: int, target: str | tuple[str, str], _progress: Progress | None
+) -> int:
+    """Delete one destination object or file; returns ``number``, its place in the list."""
     if isinstance(target, tuple):
         clerk.delete_object(*target)
-        return
+        return number
     try:
         os.unlink(target)
     except FileNotFoundError:
@@ -637,6 +616,7 @@ def delete_job(clerk: ObjectClerk, target: str | tuple[str, str]) -> None:
             path=target,
             operation="sync",
         ) from exc
+    return number
 
 
 @dataclass(frozen=True)
@@ -713,15 +693,15 @@ class _SyncItem:
         if isinstance(self.source, S3Location):
             key = self.source.prefix + self.rel
             if isinstance(root, S3Location):
-                return copy_job(
-                    clerk, self.source.bucket, key, root.bucket, root.prefix + self.rel,
-                    verify, progress,
+                return clerk._copy(
+                    self.source.bucket, key, root.bucket, root.prefix + self.rel, verify,
+                    progress,
                 )  # fmt: skip
             return download_job(clerk, self.source.bucket, key, root, self.rel, verify, progress)
         assert isinstance(root, S3Location)
         args = {"ContentType": content_type(self.rel)}
-        return upload_job(
-            clerk, self.source, root.bucket, root.prefix + self.rel, args, verify, progress
+        return clerk._upload_path(
+            self.source, root.bucket, root.prefix + self.rel, args, verify, progress
         )
 
 
@@ -848,7 +828,7 @@ def upload_directory(
                 continue
             args = dict(extra_args)
             args.setdefault("ContentType", content_type(local.rel))
-            call = partial(upload_job, clerk, local.path, bucket, key, args, verify)
+            call = partial(clerk._upload_path, local.path, bucket, key, args, verify)
             yield Job(call, upload_weight(clerk, local.size))
 
     runner.run(jobs(), report.transferred.append)
@@ -976,10 +956,7 @@ def sync(
         report.changes.extend(change for change, _ in deletions)
         return report
     runner.run(
-        [
-            Job(partial(_delete_numbered, clerk, n, target))
-            for n, (_, target) in enumerate(deletions)
-        ],
+        [Job(partial(delete_job, clerk, n, target)) for n, (_, target) in enumerate(deletions)],
         lambda n: report.changes.append(deletions[n][0]),
     )
     runner.check(report, "while deleting")
@@ -1074,13 +1051,6 @@ def _deletion(
     return Change(
         rel, Operation.DELETED, _location(target_root), shown, "not in the source"
     ), target
-
-
-def _delete_numbered(
-    clerk: ObjectClerk, number: int, target: str | tuple[str, str], _progress: Progress | None
-) -> int:
-    delete_job(clerk, target)
-    return number
 
 
 def abort_stale_uploads(

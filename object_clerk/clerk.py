@@ -498,14 +498,6 @@ class ObjectClerk:
         key = object_key
         _check_object(bucket, key, "upload_object")
         args = dict(extra_args or {})
-        unknown = set(args) - UPLOAD_EXTRA_ARGS
-        if unknown:
-            raise InvalidRequestError(
-                f"unknown upload arguments {sorted(unknown)}; allowed: {sorted(UPLOAD_EXTRA_ARGS)}",
-                operation="upload_object",
-                bucket=bucket,
-                key=key,
-            )
         if content_type != _DEFAULT_CONTENT_TYPE or "ContentType" not in args:
             args["ContentType"] = content_type
         for name, value in (("Metadata", metadata), ("StorageClass", storage_class)):
@@ -783,12 +775,7 @@ class ObjectClerk:
         operation = "upload_directory"
         _check_bucket(bucket, operation)
         args = dict(extra_args or {})
-        unknown = set(args) - UPLOAD_EXTRA_ARGS
-        if unknown:
-            raise InvalidRequestError(
-                f"unknown upload arguments {sorted(unknown)}", operation=operation, bucket=bucket
-            )
-        _check_upload_args(args, bucket, "")
+        _check_upload_args(args, bucket, None, operation)
         runner = self._runner(
             operation, max_concurrency, executor, callback, object_callback, upload=True
         )
@@ -1074,13 +1061,21 @@ _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE_RE = re.compile(r"[\t\x20-\x7e]*")
 
 
-def _check_upload_args(args: dict[str, Any], bucket: str, key: str) -> None:
-    """Refuse, before any request, upload arguments that would become broken HTTP headers
-    (a CR/LF, a non-ASCII byte, a number where a string belongs): sent, they fail in ways
-    that look like network faults."""
+def _check_upload_args(
+    args: dict[str, Any], bucket: str, key: str | None, operation: str = "upload_object"
+) -> None:
+    """Refuse, before any request, upload arguments outside :data:`UPLOAD_EXTRA_ARGS`, and
+    those that would become broken HTTP headers (a CR/LF, a non-ASCII byte, a number where
+    a string belongs): sent, they fail in ways that look like network faults."""
 
     def refuse(message: str) -> InvalidRequestError:
-        return InvalidRequestError(message, operation="upload_object", bucket=bucket, key=key)
+        return InvalidRequestError(message, operation=operation, bucket=bucket, key=key)
+
+    unknown = set(args) - UPLOAD_EXTRA_ARGS
+    if unknown:
+        raise refuse(
+            f"unknown upload arguments {sorted(unknown)}; allowed: {sorted(UPLOAD_EXTRA_ARGS)}"
+        )
 
     metadata = args.get("Metadata")
     if metadata is not None:
