@@ -14,6 +14,7 @@ from object_clerk.bulk import (
     SyncReport,
     Unchanged,
 )
+from object_clerk.checks import CheckStatus, ObjectCheck, ScrubReport
 from object_clerk.clerk import UPLOAD_EXTRA_ARGS, ObjectClerk
 from object_clerk.engine import PART_SIZE_METADATA, TransferResult
 from object_clerk.errors import (
@@ -72,6 +73,7 @@ __all__ = [
     "BulkTransferError",
     "CallVerification",
     "Change",
+    "CheckStatus",
     "ChecksumMismatchError",
     "ClerkSettings",
     "ConfigurationError",
@@ -82,6 +84,7 @@ __all__ = [
     "LocalIOError",
     "Location",
     "NotFoundError",
+    "ObjectCheck",
     "ObjectClerk",
     "ObjectClerkError",
     "ObjectClerkException",
@@ -98,6 +101,7 @@ __all__ = [
     "Retrier",
     "RetryEvent",
     "RetryPolicy",
+    "ScrubReport",
     "ServerError",
     "Skipped",
     "SourceChangedError",

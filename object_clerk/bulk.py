@@ -418,36 +418,51 @@ def listing(
 # ------------------------------------------------------------------ comparison ----
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A local file against an object's ETag: ``same`` is None when the ETag cannot decide
+    (``how`` says why); ``local_etag`` is the file's ETag in the layout compared, when one
+    layout was."""
+
+    same: bool | None
+    how: str
+    local_etag: str | None = None
+
+
 def same_content(
-    clerk: ObjectClerk, remote: S3Location, rel: str, entry: Mapping[str, Any], path: str
-) -> tuple[bool, str] | str:
-    """Whether the local file holds the remote object's bytes: ``(same, how)``, or the
-    reason content cannot decide (then size and mtime do). The local file's ETag is
-    computed in the remote object's own part layout."""
-    key = remote.prefix + rel
+    clerk: ObjectClerk, bucket: str, key: str, entry: Mapping[str, Any], path: str
+) -> Comparison:
+    """Whether the local file holds the object's bytes, by the listing or HEAD ``entry``
+    (its ``ETag``, and its ``Size`` or ``ContentLength``). The local file's ETag is
+    computed in the object's own part layout: first this clerk's, which needs no request,
+    then the one a read would find."""
     etag = parse_etag(entry.get("ETag"))
     if etag is None:
-        return f"the ETag {entry.get('ETag')!r} is not an MD5"
+        return Comparison(None, f"the ETag {entry.get('ETag')!r} is not an MD5")
     if etag.parts is None:
-        if _local_etag(path, 0) == etag.hexdigest:
-            return True, "ETag"
+        local = _local_etag(path, 0)
+        if local == etag.hexdigest:
+            return Comparison(True, "ETag", local)
         # A plain-looking ETag may still be no MD5 (SSE-KMS, SSE-C): only the HEAD tells.
-        head = clerk._engine.head(remote.bucket, key)
+        head = entry if "ContentLength" in entry else clerk._engine.head(bucket, key)
         reason = etag_opacity([head])
-        return reason if reason is not None else (False, "the ETag differs")
-    # First the layout this clerk uploads in, which needs no request: an MD5 of MD5s that
-    # matches in any layout proves the content. Otherwise the object's own layout.
+        if reason is not None:
+            return Comparison(None, reason)
+        return Comparison(False, "the ETag differs", local)
+    # An MD5 of MD5s that matches in any layout proves the content.
     transfer = clerk._engine.transfer
-    size = int(entry.get("Size") or 0)
+    size = int(entry.get("Size") or entry.get("ContentLength") or 0)
     own = plan_parts(size, transfer.multipart_threshold, transfer.upload_chunksize)
-    if own.part_count == etag.parts and _local_etag(path, own.part_size) == str(etag):
-        return True, "ETag in this clerk's part layout"
-    head = clerk._engine.head(remote.bucket, key)
+    if own.part_count == etag.parts:
+        local = _local_etag(path, own.part_size)
+        if local == str(etag):
+            return Comparison(True, "ETag in this clerk's part layout", local)
+    head = entry if "ContentLength" in entry else clerk._engine.head(bucket, key)
     if parse_etag(head.get("ETag")) != etag:
-        return False, "the object changed while it was compared"
-    layout = clerk._engine.discover_layout(remote.bucket, key, head)
+        return Comparison(False, "the object changed while it was compared")
+    layout = clerk._engine.discover_layout(bucket, key, head)
     if isinstance(layout, str):
-        return layout
+        return Comparison(None, layout)
     return _compare_in_layout(path, layout)
 
 
@@ -456,15 +471,18 @@ def same_content(
 NO_LAYOUT = "no candidate part layout reproduces the ETag"
 
 
-def _compare_in_layout(path: str, layout: ObjectLayout) -> tuple[bool, str] | str:
+def _compare_in_layout(path: str, layout: ObjectLayout) -> Comparison:
     assert layout.etag is not None
+    local = None
     for part_size in layout.part_sizes:
         local = _local_etag(path, part_size)
         if local == str(layout.etag):
-            return True, f"ETag in the object's layout ({layout.source})"
+            return Comparison(True, f"ETag in the object's layout ({layout.source})", local)
     if layout.authoritative:
-        return False, f"the ETag differs in the object's layout ({layout.source})"
-    return NO_LAYOUT
+        return Comparison(
+            False, f"the ETag differs in the object's layout ({layout.source})", local
+        )
+    return Comparison(None, NO_LAYOUT)
 
 
 def _local_etag(path: str, part_size: int) -> str:
@@ -522,6 +540,39 @@ def download_weight(clerk: ObjectClerk, size: int) -> int:
 # they pickle, so they run the same in a thread or in a Dask worker.
 
 
+def upload_job(
+    clerk: ObjectClerk,
+    path: str,
+    bucket: str,
+    key: str,
+    args: Mapping[str, Any],
+    verify: bool,
+    delete_source: bool,
+    progress: Progress | None,
+) -> TransferResult:
+    """Upload one file; for a move, remove it once the object is proven."""
+    result = clerk._upload_path(path, bucket, key, args, verify, progress)
+    if delete_source:
+        remove_moved(clerk, result, path)
+    return result
+
+
+def remove_moved(clerk: ObjectClerk, result: TransferResult, path: str) -> None:
+    """Remove the file a move uploaded, once its object is proven."""
+    clerk._check_moved(result, None)
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        raise LocalIOError(
+            f"uploaded, but cannot remove {path}: {exc.strerror or exc}",
+            errno=exc.errno,
+            path=path,
+            operation="move",
+            bucket=result.bucket,
+            key=result.key,
+        ) from exc
+
+
 def download_job(
     clerk: ObjectClerk,
     bucket: str,
@@ -529,6 +580,7 @@ def download_job(
     root_real: str,
     rel: str,
     verify: bool,
+    delete_source: bool,
     progress: Progress | None,
 ) -> TransferResult:
     path = local_target(root_real, rel)
@@ -564,7 +616,11 @@ def download_job(
             bucket=bucket,
             key=key,
         )
-    return clerk._download_path(bucket, key, path, verify, progress)
+    result = clerk._download_path(bucket, key, path, verify, progress)
+    if delete_source:
+        clerk._check_moved(result, path)
+        clerk.delete_object(bucket, key)
+    return result
 
 
 @dataclass(frozen=True)
@@ -664,27 +720,28 @@ class _SyncItem:
         if isinstance(self.source, S3Location):
             assert self.source_entry is not None
             if isinstance(dest, LocalFile):  # bucket -> local
-                verdict = same_content(clerk, self.source, self.rel, self.source_entry, dest.path)
+                key = self.source.prefix + self.rel
+                verdict = same_content(clerk, self.source.bucket, key, self.source_entry, dest.path)
                 newer = dest.mtime >= self.mtime
             else:  # bucket -> bucket
                 verdict = _same_etags(self.source_entry, dest)
                 newer = _mtime(dest) >= self.mtime
         else:
             assert isinstance(self.target_root, S3Location) and not isinstance(dest, LocalFile)
-            verdict = same_content(clerk, self.target_root, self.rel, dest, self.source)
+            root = self.target_root
+            verdict = same_content(clerk, root.bucket, root.prefix + self.rel, dest, self.source)
             newer = _mtime(dest) >= self.mtime
-            if verdict == NO_LAYOUT:
+            if verdict.how == NO_LAYOUT:
                 # The file may have changed: send it. The upload records its part size, so
                 # the next sync compares by content. (A download could not settle it: the
                 # object would stay as unverifiable, so downloads fall back to mtime.)
                 return f"{NO_LAYOUT}: sent, and its layout recorded"
-        if isinstance(verdict, tuple):
-            same, how = verdict
-            return Unchanged(self.rel, "etag", how) if same else how
+        if verdict.same is not None:
+            return Unchanged(self.rel, "etag", verdict.how) if verdict.same else verdict.how
         if newer:
-            logger.info("%s: compared by size and mtime: %s", self.rel, verdict)
-            return Unchanged(self.rel, "size+mtime", verdict)
-        return f"the source is newer (compared by size and mtime: {verdict})"
+            logger.info("%s: compared by size and mtime: %s", self.rel, verdict.how)
+            return Unchanged(self.rel, "size+mtime", verdict.how)
+        return f"the source is newer (compared by size and mtime: {verdict.how})"
 
     def transfer(
         self, clerk: ObjectClerk, verify: bool, progress: Progress | None
@@ -697,7 +754,9 @@ class _SyncItem:
                     self.source.bucket, key, root.bucket, root.prefix + self.rel, verify,
                     progress,
                 )  # fmt: skip
-            return download_job(clerk, self.source.bucket, key, root, self.rel, verify, progress)
+            return download_job(
+                clerk, self.source.bucket, key, root, self.rel, verify, False, progress
+            )
         assert isinstance(root, S3Location)
         args = {"ContentType": content_type(self.rel)}
         return clerk._upload_path(
@@ -705,15 +764,15 @@ class _SyncItem:
         )
 
 
-def _same_etags(source: Mapping[str, Any], dest: Mapping[str, Any]) -> tuple[bool, str] | str:
+def _same_etags(source: Mapping[str, Any], dest: Mapping[str, Any]) -> Comparison:
     a, b = parse_etag(source.get("ETag")), parse_etag(dest.get("ETag"))
     if a is None or b is None:
-        return "an ETag is not an MD5"
+        return Comparison(None, "an ETag is not an MD5")
     if a == b:
-        return True, "ETag"
+        return Comparison(True, "ETag")
     if a.parts is None and b.parts is None:
-        return False, "the ETag differs"
-    return "the ETags are in different part layouts"
+        return Comparison(False, "the ETag differs")
+    return Comparison(None, "the ETags are in different part layouts")
 
 
 # ------------------------------------------------------------------ the bulk calls ----
@@ -772,8 +831,9 @@ class Runner:
             nonlocal done
             if not self.local:
                 moved = result.result if isinstance(result, _Decision) else result
-                if isinstance(moved, TransferResult):
-                    self.progress.add(moved.size)
+                size = getattr(moved, "size", None)  # a transfer's, or a scrub's check
+                if isinstance(size, int):
+                    self.progress.add(size)
             consume(result)
             done += 1
             tell()
@@ -812,12 +872,13 @@ def upload_directory(
     symlinks: Symlinks,
     extra_args: Mapping[str, Any],
     verify: bool,
+    delete_source: bool,
     runner: Runner,
 ) -> BulkReport:
     root = _directory(directory, runner.operation, must_exist=True)
     prefix = directory_prefix(prefix)
     report = BulkReport()
-    skip = _skipper(report, runner.operation)
+    skip = skipper(report.skipped, runner.operation)
 
     def jobs() -> Iterator[Job]:
         for local in walk(root, include=include, exclude=exclude, symlinks=symlinks, skipped=skip):
@@ -828,7 +889,7 @@ def upload_directory(
                 continue
             args = dict(extra_args)
             args.setdefault("ContentType", content_type(local.rel))
-            call = partial(clerk._upload_path, local.path, bucket, key, args, verify)
+            call = partial(upload_job, clerk, local.path, bucket, key, args, verify, delete_source)
             yield Job(call, upload_weight(clerk, local.size))
 
     runner.run(jobs(), report.transferred.append)
@@ -845,12 +906,13 @@ def download_prefix(
     include: Sequence[str] | None,
     exclude: Sequence[str] | None,
     verify: bool,
+    delete_source: bool,
     runner: Runner,
 ) -> BulkReport:
     root = _directory(directory, runner.operation, must_exist=False)
     where = S3Location(bucket, directory_prefix(prefix))
     report = BulkReport()
-    skip = _skipper(report, runner.operation)
+    skip = skipper(report.skipped, runner.operation)
     root_real = os.path.realpath(root)
 
     def jobs() -> Iterator[Job]:
@@ -861,11 +923,47 @@ def download_prefix(
             if problem is not None:
                 skip(Skipped(entry["Key"], problem))
                 continue
-            call = partial(download_job, clerk, bucket, entry["Key"], root_real, rel, verify)
+            call = partial(
+                download_job, clerk, bucket, entry["Key"], root_real, rel, verify, delete_source
+            )
             yield Job(call, download_weight(clerk, int(entry.get("Size") or 0)))
 
     runner.run(jobs(), report.transferred.append)
     runner.check(report, "the others were downloaded or not started")
+    return report
+
+
+def copy_prefix(
+    clerk: ObjectClerk,
+    source: S3Location,
+    destination: S3Location,
+    *,
+    include: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    verify: bool,
+    delete_source: bool,
+    runner: Runner,
+) -> BulkReport:
+    """Copy (or move) every object under one prefix to the same relative key under another,
+    server-side, each as :meth:`ObjectClerk.copy_object` copies it."""
+    _check_disjoint(source, destination, runner.operation)
+    report = BulkReport()
+    skip = skipper(report.skipped, runner.operation)
+    call = clerk._move if delete_source else clerk._copy
+
+    def jobs() -> Iterator[Job]:
+        for rel, entry in listing(clerk, source, skip):
+            if not selected(rel, include, exclude):
+                continue
+            key = destination.prefix + rel
+            problem = clerk._key_problem(key)
+            if problem is not None:
+                skip(Skipped(entry["Key"], problem))
+                continue
+            yield Job(partial(call, source.bucket, entry["Key"], destination.bucket, key, verify))
+
+    runner.run(jobs(), report.transferred.append)
+    runner.check(report, "the others were copied or not started")
     return report
 
 
@@ -894,7 +992,7 @@ def sync(
     if isinstance(src, S3Location) and isinstance(dst, S3Location):
         _check_disjoint(src, dst, operation)
     report = SyncReport(dry_run=dry_run)
-    skip = _skipper(report, operation)
+    skip = skipper(report.skipped, operation)
     # What the source left out (a symlink not followed, a refused key) is never deleted
     # from the destination: neither under that name nor, for a directory, below it.
     protected: set[str] = set()
@@ -1140,10 +1238,10 @@ def _refused(root_real: str, rel: str) -> str | None:
     return None
 
 
-def _skipper(report: BulkReport, operation: str) -> Callable[[Skipped], None]:
+def skipper(into: list[Skipped], operation: str) -> Callable[[Skipped], None]:
     def skip(skipped: Skipped) -> None:
         logger.info("%s: skipped %s: %s", operation, skipped.name, skipped.reason)
-        report.skipped.append(skipped)
+        into.append(skipped)
 
     return skip
 
@@ -1182,7 +1280,7 @@ def _check_disjoint(src: S3Location, dst: S3Location, operation: str) -> None:
         src.prefix.startswith(dst.prefix) or dst.prefix.startswith(src.prefix)
     ):
         raise InvalidRequestError(
-            f"{src} and {dst} overlap: a sync between them would feed on itself",
+            f"{src} and {dst} overlap: a {operation} between them would feed on itself",
             operation=operation,
         )
 

@@ -19,13 +19,17 @@ from typing import IO, TYPE_CHECKING, Any
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from botocore.exceptions import ProfileNotFound
 
-from object_clerk import bulk, copying, reads, uploads
+from object_clerk import buckets, bulk, checks, copying, documents, reads, uploads
 from object_clerk.bulk import BulkReport, ObjectCallback, StaleUpload, Symlinks, SyncReport
-from object_clerk.engine import Engine, TransferResult
+from object_clerk.checks import ObjectCheck, ScrubReport
+from object_clerk.engine import PART_SIZE_METADATA, Engine, TransferResult
 from object_clerk.errors import (
     ConfigurationError,
+    DataTypeError,
     InvalidRequestError,
+    LocalIOError,
     ObjectClerkError,
     ObjectNotFoundError,
     ServerError,
@@ -86,6 +90,15 @@ UPLOAD_EXTRA_ARGS = frozenset(
 )
 
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"  # object-clerk 1.x's default
+# What transfer_to carries from the source's HEAD to the destination's PutObject.
+_KEPT_HEADERS = (
+    "ContentType",
+    "Metadata",
+    "CacheControl",
+    "ContentDisposition",
+    "ContentEncoding",
+    "ContentLanguage",
+)
 
 # S3's rules, relaxed to what Ceph RGW accepts for legacy buckets (upper case, underscores).
 _BUCKET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
@@ -146,6 +159,7 @@ class ObjectClerk:
         *,
         endpoint_url: str | None = None,
         region: str | None = None,
+        profile: str | None = None,
         session_token: str | None = None,
         ca_bundle: str | Path | None = None,
         verify_tls: bool | None = None,
@@ -179,6 +193,7 @@ class ObjectClerk:
             "use_ssl": use_ssl,
             "endpoint_url": endpoint_url,
             "region": region,
+            "profile": profile,
             "ca_bundle": ca_bundle,
             "verify_tls": verify_tls,
             "multipart_threshold": multipart_threshold,
@@ -376,6 +391,7 @@ class ObjectClerk:
         destination: str | os.PathLike[str] | IO[bytes],
         verify_checksum: bool = True,
         *,
+        delete_source: bool = False,
         callback: Callback | None = None,
     ) -> TransferResult:
         """Download the object into a file, verified, without holding it in memory.
@@ -386,12 +402,26 @@ class ObjectClerk:
         never leaves a file that looks complete. Large multipart objects are fetched part by
         part in parallel (``S3_DOWNLOAD_CONFIG``), each part resumed on its own if cut.
         ``callback``, here and on every transfer, is boto3's ``Callback``: it is called with
-        the bytes moved since its last call.
+        the bytes moved since its last call. ``delete_source=True`` makes it a move: the
+        object is deleted once the file is in place and proven (verified, or with
+        verification off the same size).
         """
         _check_object(bucket, object_key, "download_object")
-        return self._download_path(
+        result = self._download_path(
             bucket, object_key, destination, verify_checksum, Progress(callback)
         )
+        if delete_source:
+            local = os.fspath(destination) if isinstance(destination, (str, os.PathLike)) else None
+            if local is None and not result.verified:
+                raise InvalidRequestError(
+                    "the download is unproven and went to a file object: the object was kept",
+                    operation="download_object",
+                    bucket=bucket,
+                    key=object_key,
+                )
+            self._check_moved(result, local)
+            self.delete_object(bucket, object_key)
+        return result
 
     def _download_path(
         self,
@@ -472,6 +502,7 @@ class ObjectClerk:
         storage_class: str | None = None,
         *,
         extra_args: dict[str, Any] | None = None,
+        delete_source: bool = False,
         callback: Callback | None = None,
     ) -> TransferResult:
         """Upload ``object_data`` and verify what the server stored.
@@ -493,10 +524,22 @@ class ObjectClerk:
         returned ETag is compared with the one computed while reading. A mismatch is
         retried; if it persists the stored object is removed and ChecksumMismatchError
         raised. A failed multipart upload is aborted. A local file that changes while it is
-        read raises SourceChangedError, and nothing is replaced.
+        read raises SourceChangedError, and nothing is replaced. ``delete_source=True`` (for a
+        path) makes it a move: the file is removed once the object is proven (verified, or
+        with verification off the same size).
         """
         key = object_key
         _check_object(bucket, key, "upload_object")
+        moved: str | None = None
+        if delete_source:
+            if not isinstance(object_data, (str, os.PathLike)):
+                raise InvalidRequestError(
+                    "delete_source needs object_data to be a path",
+                    operation="upload_object",
+                    bucket=bucket,
+                    key=key,
+                )
+            moved = os.fspath(object_data)
         args = dict(extra_args or {})
         if content_type != _DEFAULT_CONTENT_TYPE or "ContentType" not in args:
             args["ContentType"] = content_type
@@ -504,7 +547,7 @@ class ObjectClerk:
             if value is not None:
                 args[name] = value
         _check_upload_args(args, bucket, key)
-        return uploads.upload(
+        result = uploads.upload(
             self._engine,
             object_data,
             bucket,
@@ -514,6 +557,9 @@ class ObjectClerk:
             allow_empty=False,
             progress=Progress(callback),
         )
+        if moved is not None:
+            bulk.remove_moved(self, result, moved)
+        return result
 
     def _upload_path(
         self,
@@ -596,33 +642,60 @@ class ObjectClerk:
         copy is unverifiable, outside strict mode) the source is deleted only if the
         destination exists with the source's size.
         """
-        operation = "move_object"
         _check_copy(
             source_bucket, source_object_key, destination_bucket, destination_object_key,
-            operation,
+            "move_object",
         )  # fmt: skip
+        return self._move(
+            source_bucket,
+            source_object_key,
+            destination_bucket,
+            destination_object_key,
+            verify_checksum,
+            Progress(callback),
+        )
+
+    def _move(
+        self,
+        source_bucket: str,
+        source_key: str,
+        bucket: str,
+        key: str,
+        verify: bool,
+        progress: Progress | None,
+    ) -> TransferResult:
         with self._engine.retrier.scope():  # one retry budget: the copy and the delete
             result = copying.copy(
-                self._engine,
-                source_bucket,
-                source_object_key,
-                destination_bucket,
-                destination_object_key,
-                verify=verify_checksum,
-                operation=operation,
-                progress=Progress(callback),
-            )
-            if not result.verified:
-                head = self._engine.head(destination_bucket, destination_object_key)
-                if int(head.get("ContentLength") or 0) != result.size:
-                    raise InvalidRequestError(
-                        "the copy's size differs from the source's; the source was kept",
-                        operation=operation,
-                        bucket=destination_bucket,
-                        key=destination_object_key,
-                    )
-            self.delete_object(source_bucket, source_object_key)
+                self._engine, source_bucket, source_key, bucket, key, verify=verify,
+                operation="move_object", progress=progress,
+            )  # fmt: skip
+            self._check_moved(result, None)
+            self._delete(source_bucket, source_key)
         return result
+
+    def _check_moved(self, result: TransferResult, local: str | None) -> None:
+        """Refuse to delete a move's source unless its copy is proven: verified, or (with
+        verification off or impossible) the same size at the destination. ``local``: the
+        destination file of a download; else the destination is the result's object."""
+        if result.verified:
+            return
+        if local is not None:
+            try:
+                size = os.stat(local).st_size
+            except OSError as exc:
+                raise LocalIOError(
+                    f"cannot read {local}: {exc.strerror or exc}", errno=exc.errno, path=local
+                ) from exc
+        else:
+            head = self._engine.head(result.bucket, result.key)
+            size = int(head.get("ContentLength") or 0)
+        if size != result.size:
+            raise InvalidRequestError(
+                "the copy's size differs from the source's; the source was kept",
+                operation="move",
+                bucket=result.bucket,
+                key=result.key,
+            )
 
     def delete_object(self, bucket: str, object_key: str) -> None:
         """Delete the object. Deleting an object that does not exist is not an error (S3)."""
@@ -662,6 +735,7 @@ class ObjectClerk:
         *,
         prefix: str | None = None,
         page_size: int | None = None,
+        delimiter: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Iterate lazily over every object in the bucket (or under ``prefix``), page after
         page.
@@ -673,6 +747,10 @@ class ObjectClerk:
         Yields ListObjectsV2 ``Contents`` entries: dicts with ``Key``, ``Size``, ``ETag``,
         ``LastModified`` and ``StorageClass``. Each page request is retried on its own, so a
         failure on page 7 does not restart the listing.
+
+        With ``delimiter`` (``"/"``, say), keys that continue past it under the prefix are
+        rolled up: each such common prefix comes once, as ``{"Prefix": "logs/2026/"}``, in
+        key order among the objects, as ``aws s3 ls`` shows directories.
         """
         operation = "list_objects"
         _check_bucket(bucket, operation)
@@ -701,12 +779,22 @@ class ObjectClerk:
                 operation=operation,
                 bucket=bucket,
             )
-        return self._list(bucket, size, prefix)
+        if delimiter is not None and (not isinstance(delimiter, str) or not delimiter):
+            raise InvalidRequestError(
+                f"delimiter must be a non-empty string, got {delimiter!r}",
+                operation=operation,
+                bucket=bucket,
+            )
+        return self._list(bucket, size, prefix, delimiter)
 
-    def _list(self, bucket: str, page_size: int, prefix: str | None) -> Iterator[dict[str, Any]]:
+    def _list(
+        self, bucket: str, page_size: int, prefix: str | None, delimiter: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": page_size}
         if prefix:
             params["Prefix"] = prefix
+        if delimiter:
+            params["Delimiter"] = delimiter
 
         def fetch() -> dict[str, Any]:
             page = dict(self._client.list_objects_v2(**params))
@@ -723,15 +811,29 @@ class ObjectClerk:
         while True:
             page = self._engine.call("ListObjectsV2", bucket, None, fetch)
             contents = page.get("Contents", [])
-            yield from (dict(entry) for entry in contents)
+            rolled = page.get("CommonPrefixes", [])
+            if rolled:
+                entries = [dict(entry) for entry in contents]
+                entries += [{"Prefix": entry["Prefix"]} for entry in rolled]
+                yield from sorted(
+                    entries, key=lambda entry: str(entry.get("Key") or entry["Prefix"])
+                )
+            else:
+                yield from (dict(entry) for entry in contents)
             if not page.get("IsTruncated"):
                 return
             token = page.get("NextContinuationToken")
+            # Past a rolled-up prefix means past every key under it.
+            last = max(
+                [entry["Key"] for entry in contents]
+                + [entry["Prefix"] + "\U0010ffff" for entry in rolled],
+                default=None,
+            )
             if token:
                 params["ContinuationToken"] = token
-            elif contents:
+            elif last is not None:
                 params.pop("ContinuationToken", None)
-                params["StartAfter"] = contents[-1]["Key"]
+                params["StartAfter"] = last
             else:
                 return
 
@@ -748,6 +850,7 @@ class ObjectClerk:
         symlinks: Symlinks = "inside",
         extra_args: dict[str, Any] | None = None,
         verify_checksum: bool = True,
+        delete_source: bool = False,
         max_concurrency: int | None = None,
         executor: Executor | None = None,
         callback: Callback | None = None,
@@ -762,6 +865,9 @@ class ObjectClerk:
         links that stay inside ``directory`` and skips the others; ``"follow"`` follows all,
         ``"skip"`` none. Skipped files are in the report's ``skipped``, with the reason.
         Each file's content type is guessed from its name unless ``extra_args`` gives one.
+
+        ``delete_source=True`` makes it a move: each file is removed once its object is
+        proven (verified, or with verification off the same size); directories stay.
 
         ``max_concurrency`` objects run at once (default: the upload ``max_concurrency``),
         on a thread pool, or on ``executor`` (any ``concurrent.futures.Executor``, such as
@@ -789,6 +895,7 @@ class ObjectClerk:
             symlinks=_symlinks(symlinks, operation),
             extra_args=args,
             verify=verify_checksum,
+            delete_source=delete_source,
             runner=runner,
         )
 
@@ -801,6 +908,7 @@ class ObjectClerk:
         include: Iterable[str] | str | None = None,
         exclude: Iterable[str] | str | None = None,
         verify_checksum: bool = True,
+        delete_source: bool = False,
         max_concurrency: int | None = None,
         executor: Executor | None = None,
         callback: Callback | None = None,
@@ -813,8 +921,9 @@ class ObjectClerk:
         A key that would land outside ``directory`` is refused, reported in ``skipped`` and
         never written: ``..``, ``.`` or empty segments, an absolute path, a backslash, a NUL,
         or a parent directory that is a symlink leading out. Directory markers (keys ending
-        in ``/``) are skipped. ``include``, ``exclude``, ``max_concurrency``, ``executor``
-        and the callbacks: as for :meth:`upload_directory`.
+        in ``/``) are skipped. ``include``, ``exclude``, ``delete_source`` (each object is
+        deleted once its file is in place and proven), ``max_concurrency``, ``executor`` and
+        the callbacks: as for :meth:`upload_directory`.
 
         Raises:
             BulkTransferError: an object failed; no partial file is left.
@@ -832,7 +941,77 @@ class ObjectClerk:
             include=bulk.patterns(include, "include", operation),
             exclude=bulk.patterns(exclude, "exclude", operation),
             verify=verify_checksum,
+            delete_source=delete_source,
             runner=runner,
+        )
+
+    def copy_prefix(
+        self,
+        source_bucket: str,
+        source_prefix: str,
+        destination_bucket: str,
+        destination_prefix: str,
+        *,
+        include: Iterable[str] | str | None = None,
+        exclude: Iterable[str] | str | None = None,
+        verify_checksum: bool = True,
+        delete_source: bool = False,
+        max_concurrency: int | None = None,
+        executor: Executor | None = None,
+        callback: Callback | None = None,
+        object_callback: ObjectCallback | None = None,
+    ) -> BulkReport:
+        """Copy every object under ``source_prefix`` to the same relative key under
+        ``destination_prefix``, server-side, each verified as :meth:`copy_object` verifies
+        it. Both prefixes name directories (``"a"`` means ``"a/"``); overlapping ones are
+        refused. ``delete_source=True`` moves: each source is deleted once its copy is
+        proven (:meth:`move_object`). The other arguments: as for :meth:`upload_directory`.
+
+        Raises:
+            BulkTransferError: an object failed; no new one was started.
+        """
+        operation = "copy_prefix"
+        for bucket in (source_bucket, destination_bucket):
+            _check_bucket(bucket, operation)
+        for prefix in (source_prefix, destination_prefix):
+            if not isinstance(prefix, str):
+                raise InvalidRequestError("a prefix must be a string", operation=operation)
+        runner = self._runner(
+            operation, max_concurrency, executor, callback, object_callback, upload=True
+        )
+        return bulk.copy_prefix(
+            self,
+            bulk.S3Location(source_bucket, bulk.directory_prefix(source_prefix)),
+            bulk.S3Location(destination_bucket, bulk.directory_prefix(destination_prefix)),
+            include=bulk.patterns(include, "include", operation),
+            exclude=bulk.patterns(exclude, "exclude", operation),
+            verify=verify_checksum,
+            delete_source=delete_source,
+            runner=runner,
+        )
+
+    def delete_prefix(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        dry_run: bool = False,
+        on_deleted: Callable[[str], object] | None = None,
+    ) -> int:
+        """Delete every object whose key starts with ``prefix`` (``""``: the whole bucket),
+        in DeleteObjects batches of a listing page, and return how many. ``on_deleted`` is
+        told each key deleted; ``dry_run=True`` tells them and deletes nothing. In a
+        versioned bucket this leaves delete markers, as a DeleteObject does.
+
+        Raises:
+            BulkTransferError: some keys could not be deleted (every page was tried);
+                ``errors`` names each.
+        """
+        _check_bucket(bucket, "delete_prefix")
+        if not isinstance(prefix, str):
+            raise InvalidRequestError("prefix must be a string", operation="delete_prefix")
+        return buckets.delete_all(
+            self, bucket, prefix, versions=False, on_deleted=on_deleted, dry_run=dry_run
         )
 
     def sync(
@@ -908,6 +1087,180 @@ class ObjectClerk:
         delta = bulk.older_than_delta(older_than, operation)
         return bulk.abort_stale_uploads(self, bucket, delta, prefix=prefix, dry_run=dry_run)
 
+    # ----------------------------------------------------------------- checks ----
+
+    def verify_file(
+        self, path: str | os.PathLike[str], bucket: str, object_key: str
+    ) -> ObjectCheck:
+        """Compare a local file with an object without downloading it: the sizes, then the
+        file's ETag computed in the object's own part layout (as a read finds it).
+
+        Returns an :class:`~object_clerk.checks.ObjectCheck` whose ``status`` is ``OK``,
+        ``MISMATCH`` or ``UNVERIFIABLE`` (the ETag proves nothing: SSE-KMS, SSE-C, or a
+        multipart layout no candidate reproduces), with ``local_etag`` and the ``reason``.
+
+        Raises:
+            ObjectNotFoundError, BucketNotFoundError: no such object.
+            LocalIOError: the file cannot be read; InvalidRequestError: it is no file.
+        """
+        _check_object(bucket, object_key, "verify_file")
+        return checks.check_file(self, path, bucket, object_key)
+
+    def verify_objects(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        include: Iterable[str] | str | None = None,
+        exclude: Iterable[str] | str | None = None,
+        on_check: Callable[[ObjectCheck], object] | None = None,
+        max_concurrency: int | None = None,
+        executor: Executor | None = None,
+        callback: Callback | None = None,
+        object_callback: ObjectCallback | None = None,
+    ) -> ScrubReport:
+        """Scrub: read every object whose key starts with ``prefix`` and prove its bytes
+        against its ETag or stored checksum, keeping none of them (memory stays bounded).
+
+        Each object's :class:`~object_clerk.checks.ObjectCheck` is handed to ``on_check``
+        as it completes: ``OK``, ``CORRUPT`` (every read mismatched), ``UNVERIFIABLE``,
+        ``MISSING`` (deleted since listed) or ``ERROR`` (unreadable, after retries). One
+        object's failure does not stop the scrub. Returns a
+        :class:`~object_clerk.checks.ScrubReport` of the counts and every check not OK.
+        The other arguments: as for :meth:`download_prefix`.
+
+        Raises:
+            BucketNotFoundError, AccessDeniedError, TransientError: the listing failed.
+        """
+        operation = "verify_objects"
+        _check_bucket(bucket, operation)
+        if not isinstance(prefix, str):
+            raise InvalidRequestError("prefix must be a string", operation=operation)
+        runner = self._runner(
+            operation, max_concurrency, executor, callback, object_callback, upload=False
+        )
+        return checks.verify_objects(
+            self,
+            bucket,
+            prefix,
+            include=bulk.patterns(include, "include", operation),
+            exclude=bulk.patterns(exclude, "exclude", operation),
+            on_check=on_check,
+            runner=runner,
+        )
+
+    # ---------------------------------------------------------------- buckets ----
+
+    def list_buckets(self) -> list[dict[str, Any]]:
+        """Every bucket the credentials own, as ``{"Name": ..., "CreationDate": ...}``."""
+        return buckets.list_buckets(self)
+
+    def create_bucket(self, bucket: str, *, region: str | None = None) -> bool:
+        """Create ``bucket`` (in ``region``, default the clerk's). Returns True if it was
+        created, False if you owned it already; one another account owns raises
+        RequestRejectedError (``BucketAlreadyExists``)."""
+        _check_bucket(bucket, "create_bucket")
+        return buckets.create_bucket(self, bucket, region)
+
+    def delete_bucket(self, bucket: str, *, empty: bool = False) -> None:
+        """Delete ``bucket``. ``empty=True`` first aborts its incomplete multipart uploads
+        and deletes every object, version and delete marker in it: everything is lost.
+        Without it, a bucket that is not empty raises RequestRejectedError
+        (``BucketNotEmpty``) and nothing is deleted."""
+        _check_bucket(bucket, "delete_bucket")
+        buckets.delete_bucket(self, bucket, empty=empty)
+
+    # -------------------------------------------------------------- documents ----
+
+    def write_json(
+        self, value: Any, bucket: str, object_key: str, **options: Any
+    ) -> TransferResult:
+        """Upload ``value`` as JSON (``json.dumps(value, **options)``), verified, gzipped
+        when the key ends in ``.gz``."""
+        text = documents.dump_json(value, bucket, object_key, **options)
+        return self._document(text, "application/json", bucket, object_key)
+
+    def read_json(self, bucket: str, object_key: str) -> Any:
+        """Read a verified JSON object (gunzipped when the key ends in ``.gz``)."""
+        text = documents.decode(
+            self.get_object(bucket, object_key), bucket, object_key, "read_json"
+        )
+        return documents.load_json(text, bucket, object_key)
+
+    def write_yaml(
+        self, value: Any, bucket: str, object_key: str, **options: Any
+    ) -> TransferResult:
+        """As :meth:`write_json`, in YAML (``yaml.safe_dump``; needs the ``yaml`` extra)."""
+        text = documents.dump_yaml(value, bucket, object_key, **options)
+        return self._document(text, "application/yaml", bucket, object_key)
+
+    def read_yaml(self, bucket: str, object_key: str) -> Any:
+        """As :meth:`read_json`, in YAML (``yaml.safe_load``; needs the ``yaml`` extra)."""
+        text = documents.decode(
+            self.get_object(bucket, object_key), bucket, object_key, "read_yaml"
+        )
+        return documents.load_yaml(text, bucket, object_key)
+
+    def _document(self, text: str, kind: str, bucket: str, key: str) -> TransferResult:
+        _check_object(bucket, key, "upload_object")
+        args = {"ContentType": documents.content_type(kind, key)}
+        return uploads.upload(
+            self._engine, documents.encode(text, key), bucket, key, extra_args=args, verify=True
+        )
+
+    # ---------------------------------------------------------- store to store ----
+
+    def transfer_to(
+        self,
+        destination: ObjectClerk,
+        bucket: str,
+        object_key: str,
+        destination_bucket: str | None = None,
+        destination_key: str | None = None,
+        *,
+        extra_args: dict[str, Any] | None = None,
+        callback: Callback | None = None,
+    ) -> TransferResult:
+        """Copy an object from this clerk's store to ``destination``'s (Ceph to AWS, say),
+        streamed through this process with bounded memory and no local file.
+
+        The read is pinned to the object's ETag and verified against it (the stream fails
+        before the upload completes if the bytes do not verify); every part sent carries
+        its Content-MD5, and the destination's ETag is compared with the bytes sent. The
+        content type, user metadata, Cache-Control, Content-Disposition, Content-Encoding
+        and Content-Language are kept; ``extra_args`` adds or overrides PutObject arguments.
+        The destination bucket and key default to the source's.
+        """
+        operation = "transfer_to"
+        if not isinstance(destination, ObjectClerk):
+            raise DataTypeError(
+                f"destination must be an ObjectClerk, not {type(destination).__name__}",
+                operation=operation,
+            )
+        dest_bucket = bucket if destination_bucket is None else destination_bucket
+        dest_key = object_key if destination_key is None else destination_key
+        _check_object(bucket, object_key, operation)
+        _check_object(dest_bucket, dest_key, operation)
+        head = self._engine.head(bucket, object_key)
+        args: dict[str, Any] = {name: head[name] for name in _KEPT_HEADERS if head.get(name)}
+        if PART_SIZE_METADATA in args.get("Metadata", {}):  # the source's layout, not ours
+            args["Metadata"] = {
+                k: v for k, v in args["Metadata"].items() if k != PART_SIZE_METADATA
+            }
+        args.update(extra_args or {})
+        _check_upload_args(args, dest_bucket, dest_key, operation)
+        chunks = reads.stream(
+            self._engine, bucket, object_key, verify=True, chunk_size=1024 * 1024,
+            extra={"IfMatch": head["ETag"]},
+        )  # fmt: skip
+        try:
+            return uploads.upload(
+                destination._engine, chunks, dest_bucket, dest_key, extra_args=args,
+                verify=True, progress=Progress(callback),
+            )  # fmt: skip
+        finally:
+            chunks.close()  # type: ignore[attr-defined]
+
     def _runner(
         self,
         operation: str,
@@ -981,16 +1334,24 @@ def _symlinks(value: object, operation: str) -> Symlinks:
 
 
 def _build_client(settings: ClerkSettings) -> S3Client:
-    session = boto3.session.Session(
-        aws_access_key_id=settings.access_key.get_secret_value() if settings.access_key else None,
-        aws_secret_access_key=(
-            settings.secret_key.get_secret_value() if settings.secret_key else None
-        ),
-        aws_session_token=(
-            settings.session_token.get_secret_value() if settings.session_token else None
-        ),
-        region_name=settings.region,
-    )
+    try:
+        session = boto3.session.Session(
+            aws_access_key_id=(
+                settings.access_key.get_secret_value() if settings.access_key else None
+            ),
+            aws_secret_access_key=(
+                settings.secret_key.get_secret_value() if settings.secret_key else None
+            ),
+            aws_session_token=(
+                settings.session_token.get_secret_value() if settings.session_token else None
+            ),
+            region_name=settings.region,
+            profile_name=settings.profile,
+        )
+    except ProfileNotFound as exc:
+        raise ConfigurationError(
+            f"no such AWS profile: {settings.profile!r}", variable="OBJECT_CLERK_PROFILE"
+        ) from exc
     if bool(settings.access_key) != bool(settings.secret_key):
         raise ConfigurationError(
             "give both access_key and secret_key, or neither (for the AWS credential chain)",

@@ -86,12 +86,15 @@ def read(
     operation: str = "get_object",
     extra: Mapping[str, Any] = {},
     progress: Progress | None = None,
+    report: bool = True,
 ) -> ReadResult:
     """Read an object into ``sink``, verified; see the module docstring.
 
     ``extra``: GetObject arguments every request repeats (boto3's download ``ExtraArgs``:
-    VersionId, SSE-C key, RequestPayer, ExpectedBucketOwner, ChecksumMode). ``progress``
-    is told the bytes written, and told to rewind when the read starts over.
+    VersionId, SSE-C key, RequestPayer, ExpectedBucketOwner, ChecksumMode, IfMatch).
+    ``progress`` is told the bytes written, and told to rewind when the read starts over.
+    ``report=False``: an unverifiable verdict is returned, not warned about (a scrub
+    reports it itself).
     """
     state = _ReadState()
     # The caller's ChecksumMode goes with the first GET only: a continuation or a part is
@@ -180,7 +183,7 @@ def read(
             state.suspect = verdict.actual if verdict.suspect else None
             _restart(state, sink, error)
             raise error
-        if not state.reported:
+        if report and not state.reported:
             engine.report(verdict, operation=operation, bucket=bucket, key=key)
         return ReadResult(state.first_response, verdict)
 
@@ -566,6 +569,7 @@ def stream(
     verify: bool,
     chunk_size: int,
     progress: Progress | None = None,
+    extra: Mapping[str, Any] = {},
 ) -> Iterator[bytes]:
     """Yield the object's bytes in order, read by a background thread with bounded memory.
 
@@ -578,7 +582,7 @@ def stream(
     def produce() -> None:
         error: BaseException | None = None
         try:
-            read(engine, bucket, key, sink, verify=verify, progress=progress)
+            read(engine, bucket, key, sink, verify=verify, extra=extra, progress=progress)
         except BaseException as exc:
             if sink.closed.is_set():
                 return  # the reader went away

@@ -125,6 +125,7 @@ class ClerkSettings(BaseSettings):
     port: int | None = Field(None, ge=1, le=65535)
     use_ssl: bool = False  # for host and port, as object-clerk 1.x
     region: str | None = None
+    profile: str | None = None  # a profile of ~/.aws/config and credentials
     access_key: SecretStr | None = None
     secret_key: SecretStr | None = None
     session_token: SecretStr | None = None

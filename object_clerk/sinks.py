@@ -26,6 +26,7 @@ from object_clerk.errors import local_io
 __all__ = [
     "BytesSink",
     "CannotRestart",
+    "DiscardSink",
     "DiskFileSink",
     "FileSink",
     "IOContext",
@@ -131,6 +132,22 @@ class BytesSink:
         if self._view is not None:
             self._view.release()
             self._view = None
+
+
+class DiscardSink:
+    """Keeps nothing: a read that only proves the bytes (a scrub)."""
+
+    def presize(self, size: int) -> None:
+        pass
+
+    def write(self, data: bytes | bytearray | memoryview) -> object:
+        return len(data)
+
+    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
 
 
 class FileSink:

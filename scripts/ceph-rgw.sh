@@ -11,7 +11,8 @@
 #
 # `up` prints KEY=VALUE lines (also written to $CEPH_RGW_DIR/s3.env):
 #   CEPH_RGW_ENDPOINT, CEPH_RGW_HTTPS_ENDPOINT, CEPH_RGW_CA_BUNDLE,
-#   CEPH_RGW_ACCESS_KEY, CEPH_RGW_SECRET_KEY
+#   CEPH_RGW_ACCESS_KEY, CEPH_RGW_SECRET_KEY, CEPH_RGW_CONF (for the rados and
+#   radosgw-admin tools: CEPH_CONF=$CEPH_RGW_CONF)
 #
 # Knobs: CEPH_RGW_DIR (default ${TMPDIR:-/tmp}/object-clerk-ceph), CEPH_RGW_PORT (7480),
 # CEPH_RGW_SSL_PORT (7443), CEPH_MON_V2_PORT (3300), CEPH_MON_V1_PORT (6789),
@@ -101,13 +102,14 @@ print_env() {
         echo "CEPH_RGW_CA_BUNDLE=$DIR/rgw/cert.pem"
         echo "CEPH_RGW_ACCESS_KEY=$ACCESS_KEY"
         echo "CEPH_RGW_SECRET_KEY=$SECRET_KEY"
+        echo "CEPH_RGW_CONF=$CONF"
     } > "$DIR/s3.env"
     cat "$DIR/s3.env"
 }
 
 install_packages() {
     local missing=()
-    for bin in ceph-mon ceph-osd radosgw radosgw-admin monmaptool; do
+    for bin in ceph-mon ceph-osd radosgw radosgw-admin rados monmaptool; do
         command -v "$bin" >/dev/null || missing+=("$bin")
     done
     command -v curl >/dev/null || missing+=(curl)

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -152,3 +154,33 @@ def ceph_backends(env: dict[str, str]) -> Iterator[Backend]:
 
 def keep_ceph() -> bool:
     return os.environ.get("OBJECT_CLERK_KEEP_CEPH") == "1"
+
+
+def corrupt_at_rest(env: dict[str, str], bucket: str, key: str, offset: int = 0) -> None:
+    """Flip one stored byte of a Ceph object below S3, as bit rot would: the byte changes in
+    RADOS while the object's ETag, size and metadata stay. ``offset`` must fall in the
+    object's head (its first 4 MiB), where RGW keeps a small object whole."""
+    tools = {**os.environ, "CEPH_CONF": env["CEPH_RGW_CONF"]}
+
+    def run(*args: str) -> bytes:
+        return subprocess.run(args, check=True, capture_output=True, env=tools).stdout
+
+    stats = json.loads(run("radosgw-admin", "bucket", "stats", "--bucket", bucket))
+    pool = "default.rgw.buckets.data"
+    name = f"{stats['marker']}_{key}"
+    with tempfile.TemporaryDirectory() as scratch:
+        head = Path(scratch) / "head"
+        run("rados", "-p", pool, "get", name, str(head))
+        data = head.read_bytes()
+        if not data:  # a multipart object: its bytes start in part 1's own RADOS object
+            part = f"{stats['marker']}__multipart_{key}."
+            [name] = [
+                line for line in run("rados", "-p", pool, "ls").decode().splitlines()
+                if line.startswith(part) and line.endswith(".1")
+            ]  # fmt: skip
+            run("rados", "-p", pool, "get", name, str(head))
+            data = head.read_bytes()
+        assert offset < len(data), f"offset {offset} is past the head's {len(data)} bytes"
+        patch = Path(scratch) / "patch"
+        patch.write_bytes(bytes([data[offset] ^ 0xFF]))
+        run("rados", "-p", pool, "put", name, str(patch), "--offset", str(offset))
