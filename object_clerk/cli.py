@@ -324,6 +324,9 @@ def _configure_logging(cli: Cli) -> None:
     logger.handlers[:] = [handler]
     logger.propagate = False
     logger.setLevel(logging.DEBUG if cli.debug else logging.ERROR if cli.quiet else logging.WARNING)
+    # Each retry is logged as a warning; here only --debug shows them (the outcome is
+    # printed either way, and the progress bar shows a stall).
+    logging.getLogger("object_clerk.retry").setLevel(logging.NOTSET if cli.debug else logging.ERROR)
     # The logger already says it; the warning would say it twice.
     warnings.simplefilter("ignore", UnverifiableObjectWarning)
     if cli.no_verify_ssl:
@@ -525,9 +528,11 @@ def _verify_file(cli: Cli, file: str, target: Remote) -> None:
     word = {CheckStatus.OK: "match", CheckStatus.MISMATCH: "mismatch"}.get(
         check.status, check.status.value
     )
-    local = check.local_etag or "-"
+    etags = (
+        check.etag if check.ok else f"local {check.local_etag or '-'}, object {check.etag or '-'}"
+    )
     cli.emit(
-        f"{word:<12} {file}  {target}  local {local}, object {check.etag}  ({check.reason})",
+        f"{word:<12} {file}  {etags}  ({check.reason})",
         {**_check_record(check), "result": word},
         always=True,
     )
@@ -636,7 +641,10 @@ def _transfer(
     if not src.key or src.key.endswith("/"):
         raise click.UsageError(f"{source} is a prefix: use --recursive")
     if isinstance(dst, Path):
-        path = dst / Path(src.key).name if _is_directory(dst, destination) else dst
+        name = src.key.rsplit("/", 1)[-1]
+        if _is_directory(dst, destination) and name in ("", ".", ".."):
+            raise click.UsageError(f"the key {src.key!r} names no file: give the file's name")
+        path = dst / name if _is_directory(dst, destination) else dst
         size = int(clerk.get_object_info(src.bucket, src.key).get("content-length") or 0)
         with cli.bars(total=size) as (on_bytes, _):
             result = clerk.download_object(
@@ -819,7 +827,9 @@ def ls(cli: Cli, target: str | None, recursive: bool, page_size: int) -> None:
     entries = clerk.list_objects(
         where.bucket, prefix=prefix, page_size=page_size, delimiter=None if recursive else "/"
     )
+    listed = 0
     for entry in entries:
+        listed += 1
         if "Prefix" in entry:
             cli.emit(f"{'PRE':>30} {entry['Prefix'][len(_parent(prefix, recursive)) :]}",
                      {"prefix": entry["Prefix"]})  # fmt: skip
@@ -831,6 +841,8 @@ def ls(cli: Cli, target: str | None, recursive: bool, page_size: int) -> None:
             "key": key, "size": entry["Size"], "etag": entry.get("ETag", "").strip('"'),
             "last_modified": entry["LastModified"], "storage_class": entry.get("StorageClass"),
         })  # fmt: skip
+    if not listed and prefix:
+        raise NotFoundError(f"no key starts with {prefix!r}", operation="ls", bucket=where.bucket)
 
 
 def _parent(prefix: str, recursive: bool) -> str:

@@ -299,6 +299,11 @@ def test_cp_failures(cli: Run, ceph: Backend, bucket: str, ceph_env: dict[str, s
     assert cli("cp", "a", "b").returncode == 2  # both local
     assert cli("cp", f"s3://{bucket}/", "x").returncode == 2  # a prefix needs -r
     assert cli("cp", "x", "ftp://host/x").returncode == 2
+    # A key from the server never picks a path outside the directory given.
+    ceph.raw().put_object(Bucket=bucket, Key="up/..", Body=b"escape")
+    done = cli("cp", f"s3://{bucket}/up/..", "./")
+    assert done.returncode == 2 and "names no file" in done.stderr
+    assert not (cli.cwd.parent / "up").exists()
     assert cli("cp", "--include", "*.txt", "x", f"s3://{bucket}/x").returncode == 2
 
 
@@ -384,6 +389,8 @@ def test_ls(cli: Run, ceph: Backend, bucket: str) -> None:
     done = cli("ls", "s3://no-such-bucket-here")
     assert done.returncode == 4
     assert "no-such-bucket-here" in error_line(done)
+    done = cli("ls", f"s3://{bucket}/nothing-here/")
+    assert done.returncode == 4 and "nothing-here" in error_line(done)
     assert cli("ls", "gs://elsewhere").returncode == 2
     assert cli("ls", f"s3://{bucket}", "--page-size", "0").returncode == 2
 
