@@ -24,16 +24,14 @@ def main() -> int:
     print(f"object_clerk demo against {clerk.client.meta.endpoint_url}")
     print(f"  a failing request makes at most {clerk.max_http_attempts} HTTP attempts")
     bucket = f"object-clerk-demo-{uuid.uuid4().hex[:8]}"
-    clerk.client.create_bucket(Bucket=bucket)
+    clerk.create_bucket(bucket)
     try:
         run(clerk, bucket)
     except ObjectClerkError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     finally:
-        for entry in clerk.list_objects(bucket, 1000):
-            clerk.delete_object(bucket, entry["Key"])
-        clerk.client.delete_bucket(Bucket=bucket)
+        clerk.delete_bucket(bucket, empty=True)
     print("all operations verified")
     return 0
 
@@ -101,6 +99,13 @@ def run(clerk: ObjectClerk, bucket: str) -> None:
             raise SystemExit("the sync did not find exactly the changed file")
         down = clerk.download_prefix(bucket, "tree", Path(work, "restored"))
         print(f"9. download the prefix: {down.objects} files, {down.bytes / MiB:.1f} MiB, verified")
+
+    scrub = clerk.verify_objects(bucket)
+    print(f"10. scrub the bucket (on the command line: object-clerk verify s3://{bucket}/)")
+    print(f"   every stored byte read back ({scrub.bytes / MiB:.1f} MiB, nothing kept):")
+    print(f"   {scrub.ok} of {scrub.checked} objects proven, {len(scrub.problems)} problems")
+    if scrub.problems or scrub.ok != scrub.checked:
+        raise SystemExit(f"the scrub found problems: {scrub.problems}")
 
 
 if __name__ == "__main__":

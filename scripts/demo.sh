@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: verified upload, get, copy, move, list and delete of a multipart object, then a
-# content-verified sync of a directory and a download of the prefix.
+# content-verified sync of a directory, a download of the prefix, and a scrub of the bucket.
 # With no OBJECT_CLERK_ENDPOINT_URL set, it starts the project's local Ceph RGW first
 # (installing the Debian packages if needed) and stops it afterwards.
 set -euo pipefail
