@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from object_clerk.bulk import BulkTransferError, abort_stale_uploads
 from object_clerk.errors import (
@@ -22,7 +23,10 @@ from object_clerk.errors import (
     ObjectClerkError,
     RequestRejectedError,
     ServerError,
+    translate_error,
 )
+
+OPERATION = "delete_bucket"
 
 if TYPE_CHECKING:
     from object_clerk.clerk import ObjectClerk
@@ -105,31 +109,40 @@ def bucket_name_problem(bucket: str) -> str | None:
 
 
 def delete_bucket(clerk: ObjectClerk, bucket: str, *, empty: bool) -> None:
-    """Delete ``bucket``. With ``empty=True`` its incomplete multipart uploads are aborted
-    and every object version and delete marker is deleted first."""
+    """Delete ``bucket``. With ``empty=True`` every object version and delete marker in it
+    is deleted and its incomplete multipart uploads aborted first (twice, if something was
+    written meanwhile)."""
     engine = clerk._engine
     head_bucket(clerk, bucket)
-    if empty:
-        abort_stale_uploads(clerk, bucket, timedelta(0), prefix="", dry_run=False)
-        delete_all(clerk, bucket, "", versions=True, on_deleted=None)
-    try:
-        engine.call(
-            "DeleteBucket", bucket, None, lambda: engine.client.delete_bucket(Bucket=bucket)
-        )
-    except BucketNotFoundError:
-        # It existed a moment ago: an earlier attempt deleted it and its answer was lost.
-        return
-    except ObjectClerkError as exc:
-        if exc.code == "BucketNotEmpty":
+    for attempt in (1, 2):
+        if empty:
+            # Objects first: an upload completing meanwhile is then caught by the abort or,
+            # once, by a second pass.
+            delete_all(clerk, bucket, "", versions=True, on_deleted=None, operation=OPERATION)
+            abort_stale_uploads(clerk, bucket, None, prefix="", dry_run=False)
+        try:
+            engine.call(
+                "DeleteBucket", bucket, None, lambda: engine.client.delete_bucket(Bucket=bucket)
+            )
+            return
+        except BucketNotFoundError:
+            # It existed a moment ago: an earlier attempt deleted it and its answer was lost.
+            return
+        except ObjectClerkError as exc:
+            if exc.code != "BucketNotEmpty":
+                raise
+            if empty and attempt == 1:
+                continue  # something was written meanwhile: empty it again, once
             raise RequestRejectedError(
                 "the bucket is not empty: pass empty=True to delete its objects, versions"
-                " and incomplete uploads first",
-                operation="delete_bucket",
+                " and incomplete uploads first"
+                if not empty
+                else "the bucket is still not empty: something keeps writing to it",
+                operation=OPERATION,
                 bucket=bucket,
                 code=exc.code,
                 status=exc.status,
             ) from exc
-        raise
 
 
 def delete_all(
@@ -140,11 +153,14 @@ def delete_all(
     versions: bool,
     on_deleted: Callable[[str], object] | None,
     dry_run: bool = False,
+    operation: str = "delete_prefix",
 ) -> int:
     """Delete every key under ``prefix`` (with ``versions``, every version and delete
     marker), a listing page per DeleteObjects batch. Returns how many were deleted;
     ``on_deleted`` is told each key. ``dry_run`` lists what would go, and deletes nothing."""
-    pages = _versions(clerk, bucket, prefix) if versions else _keys(clerk, bucket, prefix)
+    assert not (versions and dry_run), "a dry run lists keys, not versions"
+    refused: set[Target] = set()  # versions a batch could not delete: listed again, skipped
+    pages = _versions(clerk, bucket, prefix, refused) if versions else _keys(clerk, bucket, prefix)
     deleted = 0
     errors: list[ObjectClerkError] = []
     for batch in pages:
@@ -156,6 +172,7 @@ def delete_all(
             error = failed.get((key, version)) or failed.get((key, None))
             if error is not None:
                 errors.append(error)
+                refused.add((key, version))
                 continue
             deleted += 1
             if on_deleted is not None:
@@ -164,7 +181,7 @@ def delete_all(
         raise BulkTransferError(
             f"{len(errors)} key(s) could not be deleted, {deleted} were; the first: {errors[0]}",
             errors=errors,
-            operation="delete_prefix",
+            operation=operation,
             bucket=bucket,
         ) from errors[0]
     return deleted
@@ -190,12 +207,13 @@ def _delete_batch(
     failed: dict[Target, ObjectClerkError] = {}
     for error in response.get("Errors", []):
         key = error.get("Key", "")
-        failed[(key, error.get("VersionId"))] = ObjectClerkError(
-            error.get("Message") or "not deleted",
-            operation="DeleteObjects",
-            bucket=bucket,
-            key=key,
-            code=error.get("Code"),
+        # Typed as the same answer to a single DeleteObject would be (AccessDenied...).
+        answer = ClientError(
+            {"Error": {"Code": error.get("Code", ""), "Message": error.get("Message", "")}},
+            "DeleteObjects",
+        )
+        failed[(key, error.get("VersionId"))] = translate_error(
+            answer, operation="DeleteObjects", bucket=bucket, key=key
         )
     return failed
 
@@ -210,11 +228,18 @@ def _keys(clerk: ObjectClerk, bucket: str, prefix: str) -> Iterator[list[Target]
     yield page
 
 
-def _versions(clerk: ObjectClerk, bucket: str, prefix: str) -> Iterator[list[Target]]:
+def _versions(
+    clerk: ObjectClerk, bucket: str, prefix: str, refused: set[Target]
+) -> Iterator[list[Target]]:
+    """Pages of versions and delete markers to delete. After a batch is deleted the listing
+    starts again from the beginning: Ceph RGW 16, given a version marker that names a
+    version deleted meanwhile, skips the rest of that key's versions. Versions in
+    ``refused`` (their delete failed) are passed over with markers."""
     engine = clerk._engine
     params: dict[str, Any] = {"Bucket": bucket, "MaxKeys": clerk.list_objects_page_size}
     if prefix:
         params["Prefix"] = prefix
+    previous: list[Target] = []
     while True:
         page: dict[str, Any] = engine.call(
             "ListObjectVersions",
@@ -228,11 +253,24 @@ def _versions(clerk: ObjectClerk, bucket: str, prefix: str) -> Iterator[list[Tar
                 operation="ListObjectVersions",
                 bucket=bucket,
             )
-        yield [
+        listed = [
             (entry["Key"], entry.get("VersionId"))
             for kind in ("Versions", "DeleteMarkers")
             for entry in page.get(kind, [])
         ]
+        batch = [target for target in listed if target not in refused]
+        if batch:
+            if batch == previous:
+                raise ServerError(
+                    "ListObjectVersions still lists versions DeleteObjects reported deleted",
+                    operation="ListObjectVersions",
+                    bucket=bucket,
+                )
+            previous = batch
+            yield batch
+            params.pop("KeyMarker", None)
+            params.pop("VersionIdMarker", None)
+            continue
         if not page.get("IsTruncated"):
             return
         key_marker, version_marker = page.get("NextKeyMarker"), page.get("NextVersionIdMarker")

@@ -36,7 +36,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from object_clerk.engine import TransferResult
-from object_clerk.errors import InvalidRequestError, LocalIOError, ObjectClerkError, ServerError
+from object_clerk.errors import (
+    InvalidRequestError,
+    LocalIOError,
+    ObjectClerkError,
+    PreconditionFailedError,
+    ServerError,
+    SourceChangedError,
+    local_io,
+)
 from object_clerk.etag import EtagCalculator, MiB, parse_etag, plan_parts
 from object_clerk.runner import Progress, run_objects
 from object_clerk.verdict import ObjectLayout, etag_opacity
@@ -388,11 +396,16 @@ def local_target(root_real: str, rel: str) -> str | None:
 
 
 def listing(
-    clerk: ObjectClerk, where: S3Location, skipped: Callable[[Skipped], None] | None
+    clerk: ObjectClerk,
+    where: S3Location,
+    skipped: Callable[[Skipped], None] | None,
+    *,
+    markers: bool = False,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(relative key, listing entry)`` for every object under the prefix, lazily, through
     every page, in key order. Directory markers (keys ending in ``/``) are skipped (and
-    told to ``skipped``).
+    told to ``skipped``), unless ``markers``: a scrub reads them too, as they may hold
+    data.
 
     Raises:
         ServerError: a key came out of order. A sync merges listings by key, so a store
@@ -408,7 +421,7 @@ def listing(
                 bucket=where.bucket,
             )
         previous = key
-        if key.endswith("/"):
+        if key.endswith("/") and not markers:
             if skipped is not None:
                 skipped(Skipped(key, "a directory marker"))
             continue
@@ -551,26 +564,51 @@ def upload_job(
     progress: Progress | None,
 ) -> TransferResult:
     """Upload one file; for a move, remove it once the object is proven."""
+    before = file_state(path, bucket, key) if delete_source else None
     result = clerk._upload_path(path, bucket, key, args, verify, progress)
-    if delete_source:
-        remove_moved(clerk, result, path)
+    if before is not None:
+        remove_moved(clerk, result, path, before)
     return result
 
 
-def remove_moved(clerk: ObjectClerk, result: TransferResult, path: str) -> None:
-    """Remove the file a move uploaded, once its object is proven."""
+def file_state(path: str, bucket: str, key: str) -> tuple[int, int, int, int]:
+    """What identifies a file's content for a move: device, inode, size, mtime."""
+    with local_io("move", bucket, key, path):
+        info = os.stat(path)
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def remove_moved(
+    clerk: ObjectClerk, result: TransferResult, path: str, before: tuple[int, int, int, int]
+) -> None:
+    """Remove the file a move uploaded, once its object is proven and only if the file is
+    still what was uploaded (``before``: its :func:`file_state` then)."""
     clerk._check_moved(result, None)
-    try:
-        os.unlink(path)
-    except OSError as exc:
-        raise LocalIOError(
-            f"uploaded, but cannot remove {path}: {exc.strerror or exc}",
-            errno=exc.errno,
+    if file_state(path, result.bucket, result.key) != before:
+        raise SourceChangedError(
+            f"{path} changed after it was uploaded; the file was kept",
             path=path,
             operation="move",
             bucket=result.bucket,
             key=result.key,
-        ) from exc
+        )
+    with local_io("move", result.bucket, result.key, path):
+        os.unlink(path)
+
+
+def delete_moved(clerk: ObjectClerk, result: TransferResult, local: str | None) -> None:
+    """Delete the object a move downloaded, once its file is proven (``local``: its path,
+    None for a file object) and only if the object is still the one that was read."""
+    clerk._check_moved(result, local)
+    head = clerk._engine.head(result.bucket, result.key)
+    if parse_etag(head.get("ETag")) != parse_etag(result.etag):
+        raise PreconditionFailedError(
+            "the object changed after it was read; it was kept",
+            operation="move",
+            bucket=result.bucket,
+            key=result.key,
+        )
+    clerk.delete_object(result.bucket, result.key)
 
 
 def download_job(
@@ -618,8 +656,7 @@ def download_job(
         )
     result = clerk._download_path(bucket, key, path, verify, progress)
     if delete_source:
-        clerk._check_moved(result, path)
-        clerk.delete_object(bucket, key)
+        delete_moved(clerk, result, path)
     return result
 
 
@@ -881,7 +918,10 @@ def upload_directory(
     skip = skipper(report.skipped, runner.operation)
 
     def jobs() -> Iterator[Job]:
-        for local in walk(root, include=include, exclude=exclude, symlinks=symlinks, skipped=skip):
+        # A move follows no symlink: it would remove the link and keep what it points to,
+        # or meet one file under two names.
+        links: Symlinks = "skip" if delete_source else symlinks
+        for local in walk(root, include=include, exclude=exclude, symlinks=links, skipped=skip):
             key = prefix + local.rel
             problem = clerk._key_problem(key)
             if problem is not None:
@@ -960,7 +1000,11 @@ def copy_prefix(
             if problem is not None:
                 skip(Skipped(entry["Key"], problem))
                 continue
-            yield Job(partial(call, source.bucket, entry["Key"], destination.bucket, key, verify))
+            size = int(entry.get("Size") or 0)
+            yield Job(
+                partial(call, source.bucket, entry["Key"], destination.bucket, key, verify),
+                upload_weight(clerk, size),
+            )
 
     runner.run(jobs(), report.transferred.append)
     runner.check(report, "the others were copied or not started")
@@ -1154,16 +1198,16 @@ def _deletion(
 def abort_stale_uploads(
     clerk: ObjectClerk,
     bucket: str,
-    older_than: timedelta,
+    older_than: timedelta | None,
     *,
     prefix: str,
     dry_run: bool,
 ) -> list[StaleUpload]:
     """Every incomplete multipart upload under ``prefix`` initiated more than
-    ``older_than`` ago, through every page of ListMultipartUploads, aborted unless
-    ``dry_run``."""
+    ``older_than`` ago (None or zero: every one, whatever the clocks say), through every
+    page of ListMultipartUploads, aborted unless ``dry_run``."""
     engine = clerk._engine
-    cutoff = datetime.now(timezone.utc) - older_than
+    cutoff = None if not older_than else datetime.now(timezone.utc) - older_than
     params: dict[str, Any] = {"Bucket": bucket, "MaxUploads": clerk.list_objects_page_size}
     if prefix:
         params["Prefix"] = prefix
@@ -1176,7 +1220,7 @@ def abort_stale_uploads(
         page = engine.call("ListMultipartUploads", bucket, None, fetch)
         for upload in page.get("Uploads", []):
             initiated = upload["Initiated"]
-            if initiated < cutoff:
+            if cutoff is None or initiated < cutoff:
                 stale.append((upload["Key"], upload["UploadId"], initiated))
         if not page.get("IsTruncated"):
             break

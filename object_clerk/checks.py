@@ -25,6 +25,7 @@ from object_clerk.bulk import (
     Runner,
     S3Location,
     Skipped,
+    download_weight,
     listing,
     same_content,
     selected,
@@ -93,7 +94,7 @@ class ScrubReport:
 
     checked: int = 0
     ok: int = 0
-    bytes: int = 0
+    bytes: int = 0  # read and checked (not those missing or unreadable)
     problems: list[ObjectCheck] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
@@ -108,6 +109,10 @@ class ScrubReport:
     @property
     def corrupt(self) -> list[ObjectCheck]:
         return [check for check in self.problems if check.status is CheckStatus.CORRUPT]
+
+
+# The checks that read the object's bytes (to their end).
+_READ = (CheckStatus.OK, CheckStatus.CORRUPT, CheckStatus.UNVERIFIABLE)
 
 
 def check_file(
@@ -202,15 +207,18 @@ def verify_objects(
     skip = skipper(report.skipped, runner.operation)
 
     def jobs() -> Iterator[Job]:
-        for rel, entry in listing(clerk, S3Location(bucket, prefix), skip):
+        for rel, entry in listing(clerk, S3Location(bucket, prefix), skip, markers=True):
             if not selected(rel, include, exclude):
                 continue
             size = int(entry.get("Size") or 0)
-            yield Job(partial(scrub_job, clerk, bucket, entry["Key"], size))
+            yield Job(
+                partial(scrub_job, clerk, bucket, entry["Key"], size), download_weight(clerk, size)
+            )
 
     def consume(check: ObjectCheck) -> None:
         report.checked += 1
-        report.bytes += check.size
+        if check.status in _READ:
+            report.bytes += check.size
         if check.ok:
             report.ok += 1
         else:

@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -26,15 +27,18 @@ from object_clerk.bulk import BulkReport, ObjectCallback, StaleUpload, Symlinks,
 from object_clerk.checks import ObjectCheck, ScrubReport
 from object_clerk.engine import PART_SIZE_METADATA, Engine, TransferResult
 from object_clerk.errors import (
+    ChecksumMismatchError,
     ConfigurationError,
     DataTypeError,
     InvalidRequestError,
-    LocalIOError,
     ObjectClerkError,
     ObjectNotFoundError,
+    PreconditionFailedError,
     ServerError,
     TransientError,
+    local_io,
 )
+from object_clerk.etag import parse_etag
 from object_clerk.retry import Retrier, RetryEvent, botocore_attempts
 from object_clerk.runner import Progress
 from object_clerk.settings import (
@@ -44,6 +48,7 @@ from object_clerk.settings import (
     layered,
     load_settings,
 )
+from object_clerk.verdict import Verdict
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -419,8 +424,7 @@ class ObjectClerk:
                     bucket=bucket,
                     key=object_key,
                 )
-            self._check_moved(result, local)
-            self.delete_object(bucket, object_key)
+            bulk.delete_moved(self, result, local)
         return result
 
     def _download_path(
@@ -540,6 +544,7 @@ class ObjectClerk:
                     key=key,
                 )
             moved = os.fspath(object_data)
+            before = bulk.file_state(moved, bucket, key)
         args = dict(extra_args or {})
         if content_type != _DEFAULT_CONTENT_TYPE or "ContentType" not in args:
             args["ContentType"] = content_type
@@ -558,7 +563,7 @@ class ObjectClerk:
             progress=Progress(callback),
         )
         if moved is not None:
-            bulk.remove_moved(self, result, moved)
+            bulk.remove_moved(self, result, moved, before)
         return result
 
     def _upload_path(
@@ -665,11 +670,20 @@ class ObjectClerk:
         progress: Progress | None,
     ) -> TransferResult:
         with self._engine.retrier.scope():  # one retry budget: the copy and the delete
+            before = parse_etag(self._engine.head(source_bucket, source_key).get("ETag"))
             result = copying.copy(
                 self._engine, source_bucket, source_key, bucket, key, verify=verify,
                 operation="move_object", progress=progress,
             )  # fmt: skip
             self._check_moved(result, None)
+            # The copy was pinned to the ETag it read; the source must still be that.
+            if parse_etag(self._engine.head(source_bucket, source_key).get("ETag")) != before:
+                raise PreconditionFailedError(
+                    "the source changed while it was moved; it was kept (the copy stays)",
+                    operation="move_object",
+                    bucket=source_bucket,
+                    key=source_key,
+                )
             self._delete(source_bucket, source_key)
         return result
 
@@ -680,18 +694,17 @@ class ObjectClerk:
         if result.verified:
             return
         if local is not None:
-            try:
+            with local_io("move", result.bucket, result.key, local):
                 size = os.stat(local).st_size
-            except OSError as exc:
-                raise LocalIOError(
-                    f"cannot read {local}: {exc.strerror or exc}", errno=exc.errno, path=local
-                ) from exc
         else:
             head = self._engine.head(result.bucket, result.key)
             size = int(head.get("ContentLength") or 0)
         if size != result.size:
-            raise InvalidRequestError(
+            raise ChecksumMismatchError(
                 "the copy's size differs from the source's; the source was kept",
+                expected=str(result.size),
+                actual=str(size),
+                algorithm="size",
                 operation="move",
                 bucket=result.bucket,
                 key=result.key,
@@ -835,7 +848,13 @@ class ObjectClerk:
                 params.pop("ContinuationToken", None)
                 params["StartAfter"] = last
             else:
-                return
+                # Truncated, yet nothing to continue from: stopping would silently drop the
+                # rest (a scrub, a sync and delete_prefix rely on every page).
+                raise ServerError(
+                    "ListObjectsV2 said the listing goes on but gave no way to continue",
+                    operation="ListObjectsV2",
+                    bucket=bucket,
+                )
 
     # --------------------------------------------------------------- many objects ----
 
@@ -1078,8 +1097,9 @@ class ObjectClerk:
         than ``older_than`` (a timedelta, or seconds) ago, such as those a crashed process
         left, and return them, through every page of ListMultipartUploads
         (``list_objects_page_size`` at a time). ``dry_run=True`` lists them without
-        aborting. Choose ``older_than`` longer than any upload still running may take: an
-        upload aborted while in progress fails."""
+        aborting; ``older_than=0`` takes every one (by no clock). Choose ``older_than``
+        longer than any upload still running may take: an upload aborted while in progress
+        fails."""
         operation = "abort_stale_uploads"
         _check_bucket(bucket, operation)
         if not isinstance(prefix, str):
@@ -1157,7 +1177,8 @@ class ObjectClerk:
 
     def create_bucket(self, bucket: str, *, region: str | None = None) -> bool:
         """Create ``bucket`` (in ``region``, default the clerk's). Returns True if it was
-        created, False if you owned it already; one another account owns raises
+        created, False if it exists already and these credentials can reach it (yours, or
+        one shared with you); one another account owns and you cannot reach raises
         RequestRejectedError (``BucketAlreadyExists``)."""
         _check_bucket(bucket, "create_bucket")
         return buckets.create_bucket(self, bucket, region)
@@ -1178,7 +1199,7 @@ class ObjectClerk:
         """Upload ``value`` as JSON (``json.dumps(value, **options)``), verified, gzipped
         when the key ends in ``.gz``."""
         text = documents.dump_json(value, bucket, object_key, **options)
-        return self._document(text, "application/json", bucket, object_key)
+        return self._document(text, "application/json", bucket, object_key, "write_json")
 
     def read_json(self, bucket: str, object_key: str) -> Any:
         """Read a verified JSON object (gunzipped when the key ends in ``.gz``)."""
@@ -1192,7 +1213,7 @@ class ObjectClerk:
     ) -> TransferResult:
         """As :meth:`write_json`, in YAML (``yaml.safe_dump``; needs the ``yaml`` extra)."""
         text = documents.dump_yaml(value, bucket, object_key, **options)
-        return self._document(text, "application/yaml", bucket, object_key)
+        return self._document(text, "application/yaml", bucket, object_key, "write_yaml")
 
     def read_yaml(self, bucket: str, object_key: str) -> Any:
         """As :meth:`read_json`, in YAML (``yaml.safe_load``; needs the ``yaml`` extra)."""
@@ -1201,8 +1222,10 @@ class ObjectClerk:
         )
         return documents.load_yaml(text, bucket, object_key)
 
-    def _document(self, text: str, kind: str, bucket: str, key: str) -> TransferResult:
-        _check_object(bucket, key, "upload_object")
+    def _document(
+        self, text: str, kind: str, bucket: str, key: str, operation: str
+    ) -> TransferResult:
+        _check_object(bucket, key, operation)
         args = {"ContentType": documents.content_type(kind, key)}
         return uploads.upload(
             self._engine, documents.encode(text, key), bucket, key, extra_args=args, verify=True
@@ -1249,17 +1272,29 @@ class ObjectClerk:
             }
         args.update(extra_args or {})
         _check_upload_args(args, dest_bucket, dest_key, operation)
+        size = int(head.get("ContentLength") or 0)
+        verdicts: list[Verdict] = []
         chunks = reads.stream(
             self._engine, bucket, object_key, verify=True, chunk_size=1024 * 1024,
-            extra={"IfMatch": head["ETag"]},
+            extra={"IfMatch": head["ETag"]}, on_verdict=verdicts.append,
         )  # fmt: skip
         try:
-            return uploads.upload(
-                destination._engine, chunks, dest_bucket, dest_key, extra_args=args,
-                verify=True, progress=Progress(callback),
+            result = uploads.upload(
+                destination._engine, _verified_last(chunks) if size else b"".join(chunks),
+                dest_bucket, dest_key,
+                extra_args=args, verify=True, progress=Progress(callback), size=size,
             )  # fmt: skip
         finally:
             chunks.close()  # type: ignore[attr-defined]
+        source = verdicts[0] if verdicts else None
+        if source is not None and not source.verified:
+            # The destination holds what was read, but nothing proved what was read.
+            result = replace(
+                result,
+                verification="unverifiable",
+                reason=f"the source could not be proven: {source.reason}",
+            )
+        return result
 
     def _runner(
         self,
@@ -1301,6 +1336,19 @@ class ObjectClerk:
         except InvalidRequestError as exc:
             return exc.message
         return None
+
+
+def _verified_last(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks``, with the last one held back until the stream has ended, and so been
+    verified: an upload that needs every byte can then never complete on bytes whose
+    verification failed."""
+    held: bytes | None = None
+    for chunk in chunks:
+        if held is not None:
+            yield held
+        held = chunk
+    if held is not None:
+        yield held
 
 
 def _unpickled(

@@ -10,6 +10,7 @@ Needs the ``cli`` extra: ``pip install 'object-clerk[cli]'`` (click and tqdm).
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -21,13 +22,15 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from object_clerk.bulk import BulkReport, BulkTransferError, content_type
+from object_clerk.bulk import BulkReport, BulkTransferError, content_type, directory_prefix
 from object_clerk.checks import CheckStatus, ObjectCheck
 from object_clerk.clerk import ObjectClerk
 from object_clerk.engine import TransferResult
@@ -39,6 +42,7 @@ from object_clerk.errors import (
     LocalIOError,
     NotFoundError,
     ObjectClerkError,
+    SourceChangedError,
     TLSError,
     UnverifiableObjectError,
     UnverifiableObjectWarning,
@@ -59,6 +63,7 @@ EXIT_DENIED = 5
 EXIT_FAILED = 6
 EXIT_LOCAL = 7
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a program a closed pipe ended
 
 EXIT_CODES = {
     EXIT_OK: "success: everything done, every byte verified",
@@ -70,6 +75,7 @@ EXIT_CODES = {
     EXIT_FAILED: "the store or the network failed (after the retries)",
     EXIT_LOCAL: "a local file or directory could not be read or written",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_BROKEN_PIPE: "the output was closed by its reader (a pipe to head, say)",
 }
 
 logger = logging.getLogger("object_clerk")
@@ -101,13 +107,11 @@ class SizeType(click.ParamType):  # type: ignore[type-arg]
         text = str(value).strip().lower()
         digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
         unit = text[len(digits) :]
-        try:
-            number = float(digits)
-        except ValueError:
-            self.fail(f"{value!r} is not a size (such as 8MiB or 8388608)", param, ctx)
-        if unit not in _SIZE_UNITS or number <= 0:
-            self.fail(f"{value!r} is not a positive size (such as 8MiB or 8388608)", param, ctx)
-        return int(number * _SIZE_UNITS[unit])
+        number = _number(digits)
+        size = int(number * _SIZE_UNITS[unit]) if number is not None and unit in _SIZE_UNITS else 0
+        if size < 1 or size > 5 * 1024**4:  # S3's largest object
+            self.fail(f"{value!r} is not a size from 1 byte to 5 TiB (such as 8MiB)", param, ctx)
+        return size
 
 
 class DurationType(click.ParamType):  # type: ignore[type-arg]
@@ -123,13 +127,19 @@ class DurationType(click.ParamType):  # type: ignore[type-arg]
         text = str(value).strip().lower()
         unit = text[-1:] if text[-1:] in _DURATION_UNITS else "s"
         digits = text[:-1] if text[-1:] in _DURATION_UNITS else text
-        try:
-            number = float(digits)
-        except ValueError:
+        number = _number(digits)
+        if number is None or number < 0 or number * _DURATION_UNITS[unit] > 100 * 365 * 86400:
             self.fail(f"{value!r} is not a duration (such as 1d, 12h or 30m)", param, ctx)
-        if number < 0:
-            self.fail(f"{value!r} is negative", param, ctx)
-        return timedelta(seconds=number * _DURATION_UNITS[unit])
+        return timedelta(seconds=float(number * _DURATION_UNITS[unit]))
+
+
+def _number(text: str) -> Decimal | None:
+    """A finite decimal number, or None."""
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
 
 
 SIZE = SizeType()
@@ -196,6 +206,7 @@ class Cli:
     quiet: bool = False
     progress: bool | None = None
     debug: bool = False
+    strict: bool = False  # a move: an object nothing can prove is an error, not a warning
     _clerk: ObjectClerk | None = field(default=None, repr=False)
     _bars: list[tqdm[Any]] = field(default_factory=list, repr=False)
 
@@ -210,9 +221,18 @@ class Cli:
             }
             if self.no_verify_ssl:
                 overrides["verify_tls"] = False
-            if self.jobs is not None:
-                overrides["upload_config"] = {"max_concurrency": self.jobs}
-                overrides["download_config"] = {"max_concurrency": self.jobs}
+            if self.strict:
+                overrides["strict_verification"] = True
+            if self.jobs is not None:  # on top of the configured transfer settings
+                settings = load_settings()
+                overrides["upload_config"] = {
+                    **settings.s3_upload_config,
+                    "max_concurrency": self.jobs,
+                }
+                overrides["download_config"] = {
+                    **settings.s3_download_config,
+                    "max_concurrency": self.jobs,
+                }
             self._clerk = ObjectClerk(**{k: v for k, v in overrides.items() if v is not None})
         return self._clerk
 
@@ -260,7 +280,8 @@ class Cli:
             counted.update(done - counted.n)
 
         try:
-            yield data.update, (on_objects if counted is not None else None)
+            with logging_redirect_tqdm(loggers=[logger]):  # log lines above the bars
+                yield data.update, (on_objects if counted is not None else None)
         finally:
             for bar in reversed(self._bars):
                 bar.close()
@@ -341,7 +362,8 @@ def _configure_logging(cli: Cli) -> None:
 
 def exit_code(exc: BaseException) -> int:
     if isinstance(exc, BulkTransferError) and exc.errors:
-        return exit_code(exc.errors[0])
+        # The worst of its failures, whatever order they came in.
+        return max((exit_code(error) for error in exc.errors), key=_WORST.index)
     if isinstance(exc, ChecksumMismatchError):
         return EXIT_MISMATCH
     if isinstance(exc, UnverifiableObjectError):
@@ -351,7 +373,9 @@ def exit_code(exc: BaseException) -> int:
     if isinstance(exc, NotFoundError):
         return EXIT_NOT_FOUND
     if isinstance(exc, LocalIOError):
-        return EXIT_NOT_FOUND if exc.errno == 2 else EXIT_LOCAL
+        return EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_LOCAL
+    if isinstance(exc, SourceChangedError):
+        return EXIT_LOCAL
     if isinstance(exc, (AccessDeniedError, TLSError)):
         return EXIT_DENIED
     if isinstance(exc, ObjectClerkError) and exc.code in {
@@ -362,6 +386,13 @@ def exit_code(exc: BaseException) -> int:
     if isinstance(exc, OSError):
         return EXIT_LOCAL
     return EXIT_FAILED
+
+
+# Exit codes from the least to the most serious, for a run that meets several.
+_WORST = [
+    EXIT_OK, EXIT_NOT_FOUND, EXIT_UNVERIFIABLE, EXIT_LOCAL, EXIT_FAILED, EXIT_DENIED,
+    EXIT_USAGE, EXIT_MISMATCH, EXIT_INTERRUPTED,
+]  # fmt: skip
 
 
 class _Group(click.Group):
@@ -375,6 +406,10 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("object-clerk: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # The reader of our output went away (| head): stop quietly, as cat does.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_BROKEN_PIPE)
         except (ObjectClerkError, OSError) as exc:
             cli = ctx.meta.get("object_clerk.cli")
             if cli is not None and cli.debug:
@@ -497,6 +532,10 @@ def verify(
             callback=on_bytes,
             object_callback=on_objects,
         )
+    if not report.checked:
+        raise NotFoundError(
+            f"no key starts with {where.key!r}", operation="verify", bucket=where.bucket
+        )
     counts = {status.value: report.count(status) for status in CheckStatus}
     summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n or name == "ok")
     cli.emit(
@@ -601,6 +640,7 @@ def mv(
     exclude: tuple[str, ...],
 ) -> None:
     """Move, verified: as cp, then each source is deleted once its copy is proven."""
+    cli.strict = True  # a move keeps a source nothing could prove (exit 3)
     _transfer(cli, source, destination, recursive, include, exclude, move=True)
 
 
@@ -637,6 +677,7 @@ def _transfer(
             )  # fmt: skip
         verb = "move" if move else "upload"
         _emit_transfer(cli, verb, str(src), str(target), result.size, result.verification)
+        _finish([result])
         return
     if not src.key or src.key.endswith("/"):
         raise click.UsageError(f"{source} is a prefix: use --recursive")
@@ -652,6 +693,7 @@ def _transfer(
             )
         verb = "move" if move else "download"
         _emit_transfer(cli, verb, str(src), str(path), result.size, result.verification)
+        _finish([result])
         return
     target = Remote(dst.bucket, _into(dst.key, src.key.rsplit("/", 1)[-1]))
     size = int(clerk.get_object_info(src.bucket, src.key).get("content-length") or 0)
@@ -660,6 +702,7 @@ def _transfer(
         result = call(src.bucket, src.key, target.bucket, target.key, callback=on_bytes)
     verb = "move" if move else "copy"
     _emit_transfer(cli, verb, str(src), str(target), result.size, result.verification)
+    _finish([result])
 
 
 def _transfer_many(
@@ -678,11 +721,11 @@ def _transfer_many(
         raise click.UsageError(f"--recursive needs a directory, got {src}")
     # Where each result's object came from and went, by its key relative to the prefix.
     if isinstance(src, Path):
-        verb, base = "upload", _dir(remote_of(dst).key)
+        verb, base = "upload", directory_prefix(remote_of(dst).key)
     elif isinstance(dst, Path):
-        verb, base = "download", _dir(src.key)
+        verb, base = "download", directory_prefix(src.key)
     else:
-        verb, base = "copy", _dir(dst.key)
+        verb, base = "copy", directory_prefix(dst.key)
 
     def ends(result: TransferResult) -> tuple[str, str]:
         rel = result.key[len(base) :]
@@ -690,7 +733,10 @@ def _transfer_many(
             return str(src / rel), f"s3://{remote_of(dst).bucket}/{base}{rel}"
         if isinstance(dst, Path):
             return f"s3://{src.bucket}/{base}{rel}", str(dst / rel)
-        return f"s3://{src.bucket}/{_dir(src.key)}{rel}", f"s3://{dst.bucket}/{base}{rel}"
+        return (
+            f"s3://{src.bucket}/{directory_prefix(src.key)}{rel}",
+            f"s3://{dst.bucket}/{base}{rel}",
+        )
 
     verb = "move" if move else verb
     report: BulkReport
@@ -715,6 +761,17 @@ def _transfer_many(
             _report_bulk(cli, exc.report, verb, ends)
             raise
     _report_bulk(cli, report, verb, ends)
+    if isinstance(src, Remote) and not report.objects and not report.skipped:
+        raise NotFoundError(
+            f"no object under {directory_prefix(src.key)!r}", operation=verb, bucket=src.bucket
+        )
+    _finish(report.transferred)
+
+
+def _finish(results: list[TransferResult]) -> None:
+    """Exit 3 when a transfer's bytes could not be proven (it said so on its line)."""
+    if any(result.verification == "unverifiable" for result in results):
+        sys.exit(EXIT_UNVERIFIABLE)
 
 
 def _report_bulk(
@@ -753,10 +810,6 @@ def _emit_transfer(
     )  # fmt: skip
 
 
-def _dir(prefix: str) -> str:
-    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
-
-
 def _into(key: str, name: str) -> str:
     """The key a file named ``name`` lands on: ``key``, or ``key`` + name for a "directory"
     (empty, or ending in ``/``), as the AWS CLI does."""
@@ -793,8 +846,13 @@ def rm(cli: Cli, target: str, recursive: bool, dry_run: bool) -> None:
                      {"operation": "delete", "key": key, "dry_run": dry_run})  # fmt: skip
 
         count = clerk.delete_prefix(
-            where.bucket, _dir(where.key), dry_run=dry_run, on_deleted=deleted
+            where.bucket, directory_prefix(where.key), dry_run=dry_run, on_deleted=deleted
         )
+        if not count:
+            raise NotFoundError(
+                f"no object under {directory_prefix(where.key)!r}", operation="rm",
+                bucket=where.bucket,
+            )  # fmt: skip
         cli.emit(f"{tag}{count} object(s) deleted", {"summary": {"deleted": count}})
         return
     if not where.key or where.key.endswith("/"):
@@ -907,6 +965,7 @@ def sync(
                      "skipped": len(report.skipped), "bytes": report.bytes,
                      "dry_run": dry_run}},
     )  # fmt: skip
+    _finish(report.transferred)
 
 
 @main.command()

@@ -570,6 +570,7 @@ def stream(
     chunk_size: int,
     progress: Progress | None = None,
     extra: Mapping[str, Any] = {},
+    on_verdict: Callable[[Verdict], object] | None = None,
 ) -> Iterator[bytes]:
     """Yield the object's bytes in order, read by a background thread with bounded memory.
 
@@ -582,7 +583,9 @@ def stream(
     def produce() -> None:
         error: BaseException | None = None
         try:
-            read(engine, bucket, key, sink, verify=verify, extra=extra, progress=progress)
+            result = read(engine, bucket, key, sink, verify=verify, extra=extra, progress=progress)
+            if on_verdict is not None:
+                on_verdict(result.verdict)
         except BaseException as exc:
             if sink.closed.is_set():
                 return  # the reader went away

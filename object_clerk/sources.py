@@ -116,13 +116,15 @@ class Source:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def open_source(data: object, stack: ExitStack, *, bucket: str, key: str) -> Source:
+def open_source(
+    data: object, stack: ExitStack, *, bucket: str, key: str, size: int | None = None
+) -> Source:
     """Validate ``data`` and return a reader over it. Files opened here close with ``stack``.
 
     Only the documented types are data: bytes-like objects, a ``str`` or ``os.PathLike``
     path, a binary file object, an iterator (a generator) or a list or tuple of bytes
     chunks. Anything else (a dict, a set, a number) is refused, so that it can never
-    replace an object with nothing.
+    replace an object with nothing. ``size``: the bytes an iterator will give, when known.
     """
     context: dict[str, Any] = {"operation": "upload_object", "bucket": bucket, "key": key}
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -132,7 +134,7 @@ def open_source(data: object, stack: ExitStack, *, bucket: str, key: str) -> Sou
     if callable(getattr(data, "read", None)):
         return _file_source(data, context)
     if isinstance(data, (Iterator, list, tuple)):
-        return Source(_iterator_reader(iter(data), context), None, context=context)
+        return Source(_iterator_reader(iter(data), context), size, context=context)
     raise DataTypeError(
         "data must be bytes, a path, a binary file object, or an iterator, list or tuple of"
         f" bytes chunks, not {type(data).__name__}",

@@ -52,14 +52,16 @@ def upload(
     verify: bool,
     allow_empty: bool = True,
     progress: Progress | None = None,
+    size: int | None = None,
 ) -> TransferResult:
     """Upload ``data``, verified. ``allow_empty=False`` refuses empty data before any
     request (object-clerk 1.x's rule, kept by ``upload_object``). One retry budget covers
     the whole upload: create, parts and complete. ``progress`` is told each part's size
-    once the store accepted it."""
+    once the store accepted it. ``size``: what an iterator of chunks will give, when known
+    (then its part size fits S3's part limit)."""
     progress = progress or Progress(None)
     with engine.retrier.scope(), ExitStack() as stack:
-        source = open_source(data, stack, bucket=bucket, key=key)
+        source = open_source(data, stack, bucket=bucket, key=key, size=size)
         threshold = engine.transfer.multipart_threshold
         if not allow_empty and source.size == 0:
             raise _empty(bucket, key)

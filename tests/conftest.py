@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
 from object_clerk import ObjectClerk
+from tests.faults.proxy import FaultProxy
 from tests.servers import Backend, MotoServer, ceph_backends, keep_ceph, start_ceph, stop_ceph
 
 BACKENDS = ("ceph-http", "ceph-https", "moto")
@@ -57,6 +59,15 @@ def ceph_any(request: pytest.FixtureRequest) -> Iterator[Backend]:
     b = _make_backend(request.param, request)
     yield b
     b.cleanup()
+
+
+@pytest.fixture
+def ceph_proxy(ceph_env: dict[str, str]) -> Iterator[FaultProxy]:
+    """The fault proxy in front of Ceph RGW over HTTP: rules make real requests fail."""
+    upstream = urlsplit(ceph_env["CEPH_RGW_ENDPOINT"])
+    assert upstream.hostname is not None and upstream.port is not None
+    with FaultProxy((upstream.hostname, upstream.port)) as running:
+        yield running
 
 
 @pytest.fixture

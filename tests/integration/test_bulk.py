@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from boto3.s3.transfer import TransferConfig
@@ -369,14 +367,6 @@ def test_sync_bucket_to_local_and_bucket_to_bucket(
     assert log.counts["GetObject"] == 0  # server-side copies
     assert all(r.verified for r in copied.transferred)
     assert list(clerk.sync(f"s3://{bucket}/src", f"s3://{bucket}/copy")) == []
-
-
-@pytest.fixture
-def ceph_proxy(ceph_env: dict[str, str]) -> Iterator[FaultProxy]:
-    upstream = urlsplit(ceph_env["CEPH_RGW_ENDPOINT"])
-    assert upstream.hostname is not None and upstream.port is not None
-    with FaultProxy((upstream.hostname, upstream.port)) as running:
-        yield running
 
 
 def test_sync_that_fails_midway_leaves_nothing_half_done(

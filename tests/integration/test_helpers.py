@@ -24,9 +24,12 @@ from object_clerk import (
     LocalIOError,
     ObjectClerk,
     RequestRejectedError,
+    TransientError,
+    UnverifiableObjectWarning,
 )
 from object_clerk.engine import PART_SIZE_METADATA
 from object_clerk.etag import MiB
+from tests.faults.proxy import Fault, FaultProxy, Rule
 from tests.servers import Backend, corrupt_at_rest
 
 pytestmark = pytest.mark.integration
@@ -83,6 +86,22 @@ def test_delete_bucket_empties_versions_first(moto: Backend) -> None:
     raw.delete_object(Bucket=name, Key="k")  # a delete marker over two versions
     clerk.delete_bucket(name, empty=True)
     moto.buckets.remove(name)
+    assert name not in [bucket["Name"] for bucket in raw.list_buckets()["Buckets"]]
+
+
+def test_delete_bucket_pages_through_versions_while_deleting(backend: Backend) -> None:
+    """One version a page: each page is deleted before the next is asked for, from a
+    marker that names a version already gone."""
+    clerk = ObjectClerk(**backend.clerk_kwargs(), list_objects_page_size=1)
+    name = backend.new_bucket("pages")
+    raw = backend.raw()
+    raw.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    for key in ("a", "b", "c"):
+        for body in (b"one", b"two"):
+            raw.put_object(Bucket=name, Key=key, Body=body)
+    raw.delete_object(Bucket=name, Key="b")  # and a delete marker
+    clerk.delete_bucket(name, empty=True)
+    backend.buckets.remove(name)
     assert name not in [bucket["Name"] for bucket in raw.list_buckets()["Buckets"]]
 
 
@@ -186,6 +205,51 @@ def test_transfer_to_refuses_a_source_rotten_at_rest(
     assert raw.list_multipart_uploads(Bucket=dst_bucket).get("Uploads", []) == []
     with pytest.raises(DataTypeError):
         source.transfer_to("not a clerk", src_bucket, "small.bin")  # type: ignore[arg-type]
+
+
+def test_transfer_to_that_fails_midway_leaves_nothing(
+    ceph: Backend, moto: Backend, ceph_proxy: FaultProxy
+) -> None:
+    """The source's GET is cut mid-body (part of it already sent on), and every read
+    resuming it is answered 500 until the retries are spent: the transfer raises, typed,
+    and the destination has no object and no upload."""
+    writer = clerk_on(ceph)
+    source = clerk_on(ceph, endpoint_url=ceph_proxy.endpoint)
+    destination = clerk_on(moto)
+    src_bucket, dst_bucket = ceph.new_bucket(), moto.new_bucket()
+    writer.upload_object(os.urandom(16 * MiB), src_bucket, "big.bin")  # 4 parts, recorded
+    ceph_proxy.add(Rule(Fault.RESET_MID_BODY, method="GET", key="big.bin"))
+    ceph_proxy.add(Rule(Fault.INTERNAL_ERROR, method="GET", key="big.bin", times=-1))
+    with pytest.raises(TransientError):
+        source.transfer_to(destination, src_bucket, "big.bin", dst_bucket, "big.bin")
+    assert keys(moto, dst_bucket) == []
+    assert moto.raw().list_multipart_uploads(Bucket=dst_bucket).get("Uploads", []) == []
+
+
+def test_transfer_to_says_when_the_source_could_not_be_proven(ceph: Backend, moto: Backend) -> None:
+    """A multipart source in a layout no candidate reproduces (Ceph ignores PartNumber):
+    the destination verifies what it got, but the result says the source was unproven."""
+    source, destination = clerk_on(ceph), clerk_on(moto)
+    src_bucket, dst_bucket = ceph.new_bucket(), moto.new_bucket()
+    raw = ceph.raw()
+    data = os.urandom(11 * MiB)
+    upload = raw.create_multipart_upload(Bucket=src_bucket, Key="foreign")["UploadId"]
+    parts = []
+    for number, start in enumerate(range(0, len(data), 5 * MiB + 777), 1):
+        body = data[start : start + 5 * MiB + 777]
+        etag = raw.upload_part(
+            Bucket=src_bucket, Key="foreign", UploadId=upload, PartNumber=number, Body=body
+        )["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+    raw.complete_multipart_upload(
+        Bucket=src_bucket, Key="foreign", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    with pytest.warns(UnverifiableObjectWarning):
+        result = source.transfer_to(destination, src_bucket, "foreign", dst_bucket, "foreign")
+    assert result.verification == "unverifiable" and not result.verified
+    assert "source could not be proven" in result.reason
+    got = moto.raw().get_object(Bucket=dst_bucket, Key="foreign")["Body"].read()
+    assert got == data
 
 
 # ------------------------------------------------------------------ checks ----
@@ -297,7 +361,7 @@ def test_keys_that_cannot_be_deleted_are_reported(moto: Backend) -> None:
     try:
         with pytest.raises(BulkTransferError) as caught:
             clerk.delete_bucket(name, empty=True)
-        assert [error.key for error in caught.value.errors] == ["held"]
+        assert [getattr(error, "key", None) for error in caught.value.errors] == ["held"]
         assert "1 key(s) could not be deleted" in str(caught.value)
         versions = raw.list_object_versions(Bucket=name).get("Versions", [])
         assert [v["Key"] for v in versions] == ["held"]

@@ -19,6 +19,7 @@ from object_clerk import (
     ConfigurationError,
     LocalIOError,
     ServerError,
+    SourceChangedError,
     TLSError,
 )
 from object_clerk.cli import DURATION, SIZE, Remote, exit_code, location
@@ -33,7 +34,7 @@ def test_sizes(text: str, size: int) -> None:
     assert SIZE.convert(text, None, None) == size
 
 
-@pytest.mark.parametrize("text", ["", "lots", "8XB", "-5MiB", "0"])
+@pytest.mark.parametrize("text", ["", "lots", "8XB", "-5MiB", "0", "0.5", "1e400", "nan", "inf"])
 def test_bad_sizes(text: str) -> None:
     with pytest.raises(click.BadParameter):
         SIZE.convert(text, None, None)
@@ -44,7 +45,7 @@ def test_durations() -> None:
     assert DURATION.convert("12h", None, None) == timedelta(hours=12)
     assert DURATION.convert("90", None, None) == timedelta(seconds=90)
     assert DURATION.convert("0s", None, None) == timedelta(0)
-    for bad in ("soon", "-1d", "d"):
+    for bad in ("soon", "-1d", "d", "nan", "inf", "1e20d"):
         with pytest.raises(click.BadParameter):
             DURATION.convert(bad, None, None)
 
@@ -67,8 +68,13 @@ def test_exit_codes() -> None:
     assert exit_code(AccessDeniedError("no")) == 5
     assert exit_code(TLSError("no")) == 5
     assert exit_code(ServerError("down")) == 6
-    # A bulk failure exits as its first failure does.
-    assert exit_code(BulkTransferError("x", errors=[ChecksumMismatchError("bad")])) == 1
+    assert exit_code(SourceChangedError("the file changed")) == 7
+    # A move that found the copy's size different: a verification failure.
+    assert exit_code(ChecksumMismatchError("size differs", algorithm="size")) == 1
+    # A bulk failure exits as the worst of its failures, in any order.
+    for errors in ([ServerError("down"), ChecksumMismatchError("bad")],
+                   [ChecksumMismatchError("bad"), ServerError("down")]):  # fmt: skip
+        assert exit_code(BulkTransferError("x", errors=errors)) == 1
 
 
 def test_module_without_the_cli_extra_says_how_to_install_it() -> None:
@@ -77,6 +83,6 @@ def test_module_without_the_cli_extra_says_how_to_install_it() -> None:
         " runpy.run_module('object_clerk', run_name='__main__')"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "pip install 'object-clerk[cli]'" in done.stderr
     assert "Traceback" not in done.stderr

@@ -18,6 +18,7 @@ from object_clerk import (
     ChecksumMismatchError,
     InvalidRequestError,
     ObjectNotFoundError,
+    PreconditionFailedError,
     RequestRejectedError,
     ServerError,
     TransientError,
@@ -843,9 +844,24 @@ def test_move_deletes_the_source_only_after_the_copy(fake, clerk):
     fake.put_raw(B, "src", b"third")
     fake.on_response("HeadObject", lambda p, r: {**r, "ContentLength": 1},
                      when=lambda p: p["Key"] == "dst3")  # fmt: skip
-    with pytest.raises(InvalidRequestError):
+    with pytest.raises(ChecksumMismatchError, match="size differs"):
         clerk.move_object(B, "src", B, "dst3", False)
     assert fake.data(B, "src") == b"third"
+
+
+def test_move_keeps_a_source_overwritten_while_it_was_copied(fake, clerk):
+    fake.put_raw(B, "src", b"payload")
+
+    def overwrite(params: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+        fake.put_raw(B, "src", b"a newer version, written meanwhile")
+        return response
+
+    fake.on_response("CopyObject", overwrite)
+    with pytest.raises(PreconditionFailedError, match="source changed"):
+        clerk.move_object(B, "src", B, "dst")
+    assert fake.data(B, "src") == b"a newer version, written meanwhile"
+    assert fake.data(B, "dst") == b"payload"
+    assert fake.count("DeleteObject") == 0
 
 
 def test_failed_copy_never_deletes_the_source(fake, clerk):
@@ -911,8 +927,10 @@ def test_list_pages_prefix_and_faults(fake, clerk):
     fake.on_response("ListObjectsV2", without("NextContinuationToken"), times=None)
     assert len(list(clerk.list_objects(B, 10))) == 26  # StartAfter the last key instead
     assert fake.ops("ListObjectsV2")[1]["StartAfter"] == "a/09"
+    # Truncated with nothing to continue from: refused, not silently cut short.
     fake.on_response("ListObjectsV2", lambda p, r: {"IsTruncated": True, "KeyCount": 0})
-    assert list(clerk.list_objects(B, 10)) == []
+    with pytest.raises(ServerError, match="no way to continue"):
+        list(clerk.list_objects(B, 10))
     with pytest.raises(BucketNotFoundError):
         list(clerk.list_objects("nobucket"))
     with pytest.raises(InvalidRequestError):
