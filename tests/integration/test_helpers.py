@@ -25,6 +25,7 @@ from object_clerk import (
     ObjectClerk,
     RequestRejectedError,
     TransientError,
+    UnverifiableObjectError,
     UnverifiableObjectWarning,
 )
 from object_clerk.engine import PART_SIZE_METADATA
@@ -250,6 +251,12 @@ def test_transfer_to_says_when_the_source_could_not_be_proven(ceph: Backend, mot
     assert "source could not be proven" in result.reason
     got = moto.raw().get_object(Bucket=dst_bucket, Key="foreign")["Body"].read()
     assert got == data
+    # In strict mode nothing unproven is written.
+    strict = clerk_on(ceph, strict_verification=True)
+    with pytest.raises(UnverifiableObjectError):
+        strict.transfer_to(destination, src_bucket, "foreign", dst_bucket, "strict")
+    assert keys(moto, dst_bucket) == ["foreign"]
+    assert moto.raw().list_multipart_uploads(Bucket=dst_bucket).get("Uploads", []) == []
 
 
 # ------------------------------------------------------------------ checks ----
