@@ -453,7 +453,7 @@ def same_content(
     if etag is None:
         return Comparison(None, f"the ETag {entry.get('ETag')!r} is not an MD5")
     if etag.parts is None:
-        local = _local_etag(path, 0)
+        local = local_etag(path, 0)
         if local == etag.hexdigest:
             return Comparison(True, "ETag", local)
         # A plain-looking ETag may still be no MD5 (SSE-KMS, SSE-C): only the HEAD tells.
@@ -467,7 +467,7 @@ def same_content(
     size = int(entry.get("Size") or entry.get("ContentLength") or 0)
     own = plan_parts(size, transfer.multipart_threshold, transfer.upload_chunksize)
     if own.part_count == etag.parts:
-        local = _local_etag(path, own.part_size)
+        local = local_etag(path, own.part_size)
         if local == str(etag):
             return Comparison(True, "ETag in this clerk's part layout", local)
     head = entry if "ContentLength" in entry else clerk._engine.head(bucket, key)
@@ -488,7 +488,7 @@ def _compare_in_layout(path: str, layout: ObjectLayout) -> Comparison:
     assert layout.etag is not None
     local = None
     for part_size in layout.part_sizes:
-        local = _local_etag(path, part_size)
+        local = local_etag(path, part_size)
         if local == str(layout.etag):
             return Comparison(True, f"ETag in the object's layout ({layout.source})", local)
     if layout.authoritative:
@@ -498,7 +498,8 @@ def _compare_in_layout(path: str, layout: ObjectLayout) -> Comparison:
     return Comparison(None, NO_LAYOUT)
 
 
-def _local_etag(path: str, part_size: int) -> str:
+def local_etag(path: str, part_size: int) -> str:
+    """The file's ETag in parts of ``part_size`` (0: a single part), read in 1 MiB blocks."""
     calc = EtagCalculator(part_size)
     try:
         with open(path, "rb", buffering=0) as handle:

@@ -30,7 +30,13 @@ import click
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from object_clerk.bulk import BulkReport, BulkTransferError, content_type, directory_prefix
+from object_clerk.bulk import (
+    BulkReport,
+    BulkTransferError,
+    content_type,
+    directory_prefix,
+    local_etag,
+)
 from object_clerk.checks import CheckStatus, ObjectCheck
 from object_clerk.clerk import ObjectClerk
 from object_clerk.engine import TransferResult
@@ -47,7 +53,7 @@ from object_clerk.errors import (
     UnverifiableObjectError,
     UnverifiableObjectWarning,
 )
-from object_clerk.etag import EtagCalculator, MiB, plan_parts
+from object_clerk.etag import PartLayout, plan_parts
 from object_clerk.settings import load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -476,19 +482,11 @@ def etag(
         else:
             layout = plan_parts(size, threshold, threshold)
         part_size = layout.part_size
-    calc = EtagCalculator(part_size)
-    try:
-        with open(file, "rb", buffering=0) as handle:
-            while block := handle.read(MiB):
-                calc.update(block)
-    except OSError as exc:
-        raise LocalIOError(
-            f"cannot read {file}: {exc.strerror or exc}", errno=exc.errno, path=file
-        ) from exc
-    parts = len(calc.part_digests()) if part_size else 0
+    etag = local_etag(file, part_size)
+    parts = PartLayout(size, part_size).part_count if part_size else 0
     cli.emit(
-        f"{calc.etag()}  {file}",
-        {"file": file, "etag": calc.etag(), "size": size, "part_size": part_size, "parts": parts},
+        f"{etag}  {file}",
+        {"file": file, "etag": etag, "size": size, "part_size": part_size, "parts": parts},
         always=True,
     )
 
@@ -686,8 +684,7 @@ def _transfer(
         if _is_directory(dst, destination) and name in ("", ".", ".."):
             raise click.UsageError(f"the key {src.key!r} names no file: give the file's name")
         path = dst / name if _is_directory(dst, destination) else dst
-        size = int(clerk.get_object_info(src.bucket, src.key).get("content-length") or 0)
-        with cli.bars(total=size) as (on_bytes, _):
+        with cli.bars(total=_size_for_bar(cli, src)) as (on_bytes, _):
             result = clerk.download_object(
                 src.bucket, src.key, str(path), delete_source=move, callback=on_bytes
             )
@@ -696,13 +693,19 @@ def _transfer(
         _finish([result])
         return
     target = Remote(dst.bucket, _into(dst.key, src.key.rsplit("/", 1)[-1]))
-    size = int(clerk.get_object_info(src.bucket, src.key).get("content-length") or 0)
-    with cli.bars(total=size) as (on_bytes, _):
+    with cli.bars(total=_size_for_bar(cli, src)) as (on_bytes, _):
         call = clerk.move_object if move else clerk.copy_object
         result = call(src.bucket, src.key, target.bucket, target.key, callback=on_bytes)
     verb = "move" if move else "copy"
     _emit_transfer(cli, verb, str(src), str(target), result.size, result.verification)
     _finish([result])
+
+
+def _size_for_bar(cli: Cli, src: Remote) -> int | None:
+    """The object's size, for the bar's time left: a HEAD, asked only when a bar is drawn."""
+    if not cli.show_progress:
+        return None
+    return int(cli.clerk.get_object_info(src.bucket, src.key).get("content-length") or 0)
 
 
 def _transfer_many(
