@@ -993,8 +993,7 @@ class ObjectClerk:
         for bucket in (source_bucket, destination_bucket):
             _check_bucket(bucket, operation)
         for prefix in (source_prefix, destination_prefix):
-            if not isinstance(prefix, str):
-                raise InvalidRequestError("a prefix must be a string", operation=operation)
+            _check_prefix(prefix, operation)
         runner = self._runner(
             operation, max_concurrency, executor, callback, object_callback, upload=True
         )
@@ -1027,8 +1026,7 @@ class ObjectClerk:
                 ``errors`` names each.
         """
         _check_bucket(bucket, "delete_prefix")
-        if not isinstance(prefix, str):
-            raise InvalidRequestError("prefix must be a string", operation="delete_prefix")
+        _check_prefix(prefix, "delete_prefix")
         return buckets.delete_all(
             self, bucket, prefix, versions=False, on_deleted=on_deleted, dry_run=dry_run
         )
@@ -1102,8 +1100,7 @@ class ObjectClerk:
         fails."""
         operation = "abort_stale_uploads"
         _check_bucket(bucket, operation)
-        if not isinstance(prefix, str):
-            raise InvalidRequestError("prefix must be a string", operation=operation)
+        _check_prefix(prefix, operation)
         delta = bulk.older_than_delta(older_than, operation)
         return bulk.abort_stale_uploads(self, bucket, delta, prefix=prefix, dry_run=dry_run)
 
@@ -1154,8 +1151,7 @@ class ObjectClerk:
         """
         operation = "verify_objects"
         _check_bucket(bucket, operation)
-        if not isinstance(prefix, str):
-            raise InvalidRequestError("prefix must be a string", operation=operation)
+        _check_prefix(prefix, operation)
         runner = self._runner(
             operation, max_concurrency, executor, callback, object_callback, upload=False
         )
@@ -1445,6 +1441,13 @@ def _check_bucket(bucket: object, operation: str) -> None:
             f"invalid bucket name {bucket!r}: 3 to 255 letters, digits, dots, hyphens or"
             " underscores, starting and ending with a letter or digit",
             operation=operation,
+        )
+
+
+def _check_prefix(prefix: object, operation: str) -> None:
+    if not isinstance(prefix, str):
+        raise InvalidRequestError(
+            f"prefix must be a string, not {type(prefix).__name__}", operation=operation
         )
 
 
